@@ -1,0 +1,179 @@
+"""The web tier: a Django release in /srv/acme served by Gunicorn (systemd socket) behind nginx with TLS."""
+
+import json
+import shlex
+
+import pytest
+
+APP = "acme"
+ROOT = f"/srv/{APP}"
+SOCKET_UNIT = f"{APP}-gunicorn.socket"
+SERVICE_UNIT = f"{APP}-gunicorn.service"
+WORKERS = 3
+HEALTHZ = "curl -sk --max-time 60 https://localhost/healthz"
+
+
+def journal(host, unit: str) -> str:
+    return host.run(f"journalctl -u {unit} -n 50 --no-pager").stdout
+
+
+def main_pid(host) -> int:
+    return int(host.check_output(f"systemctl show -p MainPID --value {SERVICE_UNIT}"))
+
+
+@pytest.mark.parametrize("unit", [SOCKET_UNIT, SERVICE_UNIT, "nginx.service"])
+def test_unit_is_enabled_and_active(host, unit):
+    service = host.service(unit)
+    assert service.is_enabled, journal(host, unit)
+    assert service.is_running, journal(host, unit)
+
+
+@pytest.mark.parametrize(
+    ("prop", "value"),
+    [
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
+        ("KillMode", "mixed"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("User", APP),
+    ],
+)
+def test_gunicorn_service_is_notify_type_and_sandboxed(host, prop, value):
+    assert (
+        host.check_output(f"systemctl show -p {prop} --value {SERVICE_UNIT}") == value
+    )
+
+
+def test_systemd_waits_longer_than_the_graceful_timeout(host):
+    stop = host.check_output(
+        f"systemctl show -p TimeoutStopUSec --value {SERVICE_UNIT}"
+    )
+    graceful = host.check_output(
+        f"sed -n 's/^graceful_timeout = //p' /etc/{APP}/gunicorn.conf.py"
+    )
+    assert stop.endswith("s")
+    assert int(stop.removesuffix("s")) > int(graceful), (stop, graceful)
+
+
+def test_socket_is_owned_by_the_web_server_user(host):
+    sock = host.file(f"/run/{APP}/gunicorn.sock")
+    assert sock.is_socket
+    assert (sock.user, sock.group, sock.mode) == ("www-data", "www-data", 0o660)
+
+
+def test_gunicorn_master_and_workers_run_as_the_app_user(host):
+    pid = main_pid(host)
+    master_user = host.check_output(f"ps -o user= -p {pid}")
+    workers = host.check_output(f"ps -o user= --ppid {pid}").split()
+    assert master_user == APP
+    assert workers == [APP] * WORKERS, journal(host, SERVICE_UNIT)
+
+
+def test_healthz_through_nginx_reports_every_check_ok(host):
+    result = host.run(f"{HEALTHZ} -w '\\n%{{http_code}}'")
+    body, _, status = result.stdout.rpartition("\n")
+    assert status == "200", (result.stdout, journal(host, SERVICE_UNIT))
+    payload = json.loads(body)
+    assert payload["status"] == "ok"
+    assert set(payload["checks"].values()) == {"ok"}
+
+
+def test_plain_http_redirects_to_https(host):
+    out = host.check_output(
+        "curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://localhost/healthz"
+    )
+    assert out == "301 https://localhost/healthz"
+
+
+def test_nginx_serves_the_collected_static_files(host):
+    out = host.check_output(
+        "curl -sk -D - -o /tmp/base.css https://localhost/static/admin/css/base.css"
+        " | tr -d '\\r' | grep -iE '^(HTTP|server|cache-control)'"
+    )
+    headers = out.lower()
+    assert " 200" in headers.splitlines()[0]
+    assert "server: nginx" in headers
+    assert "cache-control: max-age=" in headers
+    assert (
+        host.check_output(
+            f"cmp /tmp/base.css {ROOT}/static/admin/css/base.css && echo same"
+        )
+        == "same"
+    )
+
+
+def test_environment_file_is_readable_only_by_root_and_the_app_group(host):
+    env = host.file(f"/etc/{APP}/{APP}.env")
+    assert (env.user, env.group, env.mode) == ("root", APP, 0o640)
+    assert 'DJANGO_SETTINGS_MODULE="acme.settings"' in env.content_string
+
+
+def test_current_points_to_a_complete_release_with_a_virtualenv(host):
+    current = host.file(f"{ROOT}/current")
+    assert current.is_symlink
+    release = current.linked_to
+    release_id = release.rsplit("/", 1)[-1]
+    assert host.file(f"{release}/.release").content_string.strip() == release_id
+    assert host.run(f"{release}/venv/bin/python -c 'import django, gunicorn'").rc == 0
+
+
+def test_app_user_cannot_rewrite_its_code(host):
+    result = host.run(f"runuser -u {APP} -- touch {ROOT}/current/manage.py")
+    assert result.rc != 0
+    assert (
+        host.run(
+            f"runuser -u {APP} -- touch /var/lib/{APP}/probe && rm /var/lib/{APP}/probe"
+        ).rc
+        == 0
+    )
+
+
+def test_manage_wrapper_runs_commands_as_the_app_user(host):
+    uid = host.check_output(
+        f"{ROOT}/bin/manage shell -v 0 -c 'import os; print(os.getuid())'"
+    )
+    assert uid == host.check_output(f"id -u {APP}")
+
+
+def test_deployment_checks_ran_for_the_current_release(host):
+    report = host.file(f"/var/lib/{APP}/check-deploy.txt").content_string
+    release_id = host.file(f"{ROOT}/current").linked_to.rsplit("/", 1)[-1]
+    assert f"release: {release_id}" in report
+    assert "System check identified" in report
+
+
+def test_restart_behind_the_socket_refuses_no_request(host):
+    before = main_pid(host)
+    script = (
+        "rm -f /tmp/codes; "
+        f"( for i in $(seq 200); do {HEALTHZ} -o /dev/null -w '%{{http_code}}\\n'; done > /tmp/codes ) & "
+        "loop=$!; sleep 1; "
+        f"systemctl restart {SERVICE_UNIT}; "
+        "echo during=$(wc -l < /tmp/codes); wait $loop"
+    )
+    result = host.run(f"bash -c {shlex.quote(script)}")
+    assert result.rc == 0, result.stderr
+    during = int(result.stdout.strip().split("=")[1])
+    codes = host.file("/tmp/codes").content_string.split()
+    assert main_pid(host) != before, "the service was not restarted"
+    assert 0 < during < 200, "the restart did not happen while requests were running"
+    assert len(codes) == 200
+    assert set(codes) == {"200"}, (codes, journal(host, SERVICE_UNIT))
+
+
+def test_reload_replaces_workers_but_keeps_the_master(host):
+    master = main_pid(host)
+    old = host.check_output(f"ps -o pid= --ppid {master} | xargs")
+    host.run_expect([0], f"systemctl reload {SERVICE_UNIT}")
+    # Old workers finish their requests and exit; wait until none of them is left.
+    settled = host.run(
+        f'timeout 30 sh -c \'while ps -o pid= --ppid {master} | grep -qwE "$(echo {old} | tr " " "|")"; '
+        "do sleep 1; done'"
+    )
+    assert settled.rc == 0, journal(host, SERVICE_UNIT)
+    assert main_pid(host) == master
+    assert len(host.check_output(f"ps -o pid= --ppid {master}").split()) == WORKERS
+    assert host.run(f"{HEALTHZ} -f -o /dev/null").rc == 0
