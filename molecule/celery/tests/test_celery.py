@@ -8,9 +8,7 @@ import time
 import pytest
 import testinfra.utils.ansible_runner
 
-INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(
-    os.environ["MOLECULE_INVENTORY_FILE"]
-)
+INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 WORKER_NAME = INVENTORY.get_hosts("workers")[0]
 SCHEDULER_NAME = INVENTORY.get_hosts("scheduler")[0]
 WORKER_VARS = INVENTORY.get_variables(WORKER_NAME)
@@ -22,7 +20,9 @@ STOP_MARGIN = 30  # celery_worker_stop_timeout_margin's default
 # The tests run on the worker; scheduler tests reach the scheduler through its own fixture.
 testinfra_hosts = [WORKER_NAME]
 
-APP_ENV = "set -a; . /etc/acme/acme.env; set +a; cd /srv/acme/current; export PYTHONDONTWRITEBYTECODE=1"
+APP_ENV = (
+    "set -a; . /etc/acme/acme.env; set +a; cd /srv/acme/current; export PYTHONDONTWRITEBYTECODE=1"
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +64,7 @@ def systemd_timespan(seconds: int) -> str:
     """systemctl show's rendering of a whole number of seconds, e.g. 100 -> '1min 40s'."""
     minutes, secs = divmod(seconds, 60)
     return " ".join(
-        part
-        for part in (f"{minutes}min" if minutes else "", f"{secs}s" if secs else "")
-        if part
+        part for part in (f"{minutes}min" if minutes else "", f"{secs}s" if secs else "") if part
     )
 
 
@@ -87,9 +85,7 @@ def test_the_workers_target_groups_every_queue(host):
 def test_each_worker_runs_its_pool_and_concurrency(host, queue):
     settings = QUEUES[queue]
     pool = stats(host, queue)["pool"]
-    implementation = {"prefork": "prefork", "threads": "thread", "solo": "solo"}[
-        settings["pool"]
-    ]
+    implementation = {"prefork": "prefork", "threads": "thread", "solo": "solo"}[settings["pool"]]
     assert pool["implementation"] == f"celery.concurrency.{implementation}:TaskPool"
     assert pool["max-concurrency"] == settings["concurrency"]
 
@@ -160,9 +156,7 @@ result = r.get(timeout=60)
 print(r.state, result["slept"], result["hostname"])
 """
     result = python(host, code)
-    assert result.rc == 0, (
-        result.stdout + result.stderr + journal(host, unit("reports"))
-    )
+    assert result.rc == 0, result.stdout + result.stderr + journal(host, unit("reports"))
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == f"SUCCESS 6.0 {node('reports')}"
     # systemctl restart only returned once the running task had finished.
@@ -174,9 +168,7 @@ print(r.state, result["slept"], result["hostname"])
 def test_a_queue_removed_from_the_list_leaves_nothing_behind(host):
     assert not host.file("/etc/celery/worker-scratch.env").exists
     assert not host.file("/etc/systemd/system/celery-worker@scratch.service.d").exists
-    listed = host.check_output(
-        "systemctl list-units --all --plain --no-legend 'celery-worker@*'"
-    )
+    listed = host.check_output("systemctl list-units --all --plain --no-legend 'celery-worker@*'")
     assert "scratch" not in listed
     assert not host.service(unit("scratch")).is_enabled
     assert celery(host, f"inspect ping -d scratch@{WORKER_NAME} --timeout 3").rc != 0
@@ -206,9 +198,7 @@ def test_flower_listens_on_loopback_only(scheduler):
 
 
 def test_flower_keeps_its_password_off_the_command_line(scheduler):
-    assert SCHEDULER_VARS["flower_basic_auth_password"] not in scheduler.check_output(
-        "ps -eo args"
-    )
+    assert SCHEDULER_VARS["flower_basic_auth_password"] not in scheduler.check_output("ps -eo args")
 
 
 # The images carry python3 but not curl: a tiny urllib client prints "<status> <body>".
@@ -233,7 +223,9 @@ def http_get(host, url: str, auth: str = "") -> tuple[int, str]:
     return int(status), body
 
 
-FLOWER_AUTH = f"{SCHEDULER_VARS['flower_basic_auth_user']}:{SCHEDULER_VARS['flower_basic_auth_password']}"
+FLOWER_AUTH = (
+    f"{SCHEDULER_VARS['flower_basic_auth_user']}:{SCHEDULER_VARS['flower_basic_auth_password']}"
+)
 
 
 def test_flower_refuses_requests_without_credentials(scheduler):

@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 import testinfra.utils.ansible_runner
 
-INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(
-    os.environ["MOLECULE_INVENTORY_FILE"]
-)
+INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 WEB = INVENTORY.get_hosts("web")[0]
 WORKER = INVENTORY.get_hosts("workers")[0]
 SCHEDULER = INVENTORY.get_hosts("scheduler")[0]
@@ -43,9 +41,7 @@ def secret(name: str) -> str:
 def pytest_ignore_collect(collection_path: Path, config) -> bool:
     """Broker-specific modules run only in the scenario of their broker."""
     name = collection_path.name
-    return name.startswith("test_broker_") and not name.startswith(
-        f"test_broker_{BROKER_FLAVOUR}"
-    )
+    return name.startswith("test_broker_") and not name.startswith(f"test_broker_{BROKER_FLAVOUR}")
 
 
 @pytest.fixture(scope="session")
@@ -95,14 +91,11 @@ except urllib.error.HTTPError as error:
 """
 
 
-def http(
-    host, method: str, path: str, *, server="localhost", token="", basic="", body=None
-):
+def http(host, method: str, path: str, *, server="localhost", token="", basic="", body=None):
     """Request https://<server><path> from `host` (its own nginx by default); returns (status, text)."""
     payload = json.dumps(body) if body is not None else ""
     args = " ".join(
-        shlex.quote(a)
-        for a in (method, f"https://{server}{path}", token, basic, payload)
+        shlex.quote(a) for a in (method, f"https://{server}{path}", token, basic, payload)
     )
     result = host.run(f"python3 -c {shlex.quote(_HTTP)} {args}")
     assert result.rc == 0, result.stderr
@@ -128,9 +121,7 @@ class TaskApi:
         return json.loads(text)
 
     def submit(self, task: str, *args, **options) -> str:
-        return self.post("/api/tasks/", {"task": task, "args": list(args), **options})[
-            "id"
-        ]
+        return self.post("/api/tasks/", {"task": task, "args": list(args), **options})["id"]
 
     def wait(self, task_id: str, timeout: float = 90) -> dict:
         """Poll the result backend (through the API) until the task has finished."""

@@ -11,9 +11,7 @@ VHOST = APP
 
 
 def _queue_types(broker) -> dict[str, str]:
-    out = broker.check_output(
-        f"rabbitmqctl list_queues -p {VHOST} name type --formatter json -q"
-    )
+    out = broker.check_output(f"rabbitmqctl list_queues -p {VHOST} name type --formatter json -q")
     return {q["name"]: q["type"] for q in json.loads(out)}
 
 
@@ -67,9 +65,7 @@ def test_a_countdown_task_waits_while_other_tasks_keep_flowing(api):
 
 
 def test_a_task_that_retries_three_times_with_a_countdown_completes(api, worker):
-    task_id = api.submit(
-        "diagnostics.tasks.flaky", kwargs={"failures": 3, "countdown": 1}
-    )
+    task_id = api.submit("diagnostics.tasks.flaky", kwargs={"failures": 3, "countdown": 1})
     state = api.wait(task_id, timeout=90)
     assert state["state"] == "SUCCESS", (
         state,

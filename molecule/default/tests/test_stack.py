@@ -35,10 +35,7 @@ def png(width: int, height: int) -> bytes:
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data))
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
         )
 
     rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
@@ -72,9 +69,7 @@ def test_healthz_through_nginx_reports_database_broker_and_cache_ok(web):
 
 
 def test_the_task_api_refuses_requests_without_the_token(web):
-    status, _ = http(
-        web, "POST", "/api/tasks/", body={"task": "diagnostics.tasks.ping"}
-    )
+    status, _ = http(web, "POST", "/api/tasks/", body={"task": "diagnostics.tasks.ping"})
     assert status == 401
 
 
@@ -130,11 +125,7 @@ def test_beat_fires_the_periodic_inventory_sync_and_a_reports_worker_runs_it(api
     seen = {run["id"] for run in api.get("/api/inventory/sync-runs/")["runs"]}
     deadline = time.monotonic() + 60
     while not (
-        new := [
-            r
-            for r in api.get("/api/inventory/sync-runs/")["runs"]
-            if r["id"] not in seen
-        ]
+        new := [r for r in api.get("/api/inventory/sync-runs/")["runs"] if r["id"] not in seen]
     ):
         assert time.monotonic() < deadline, "no inventory sync ran within 60 s"
         time.sleep(2)
@@ -153,8 +144,7 @@ def test_each_worker_consumes_only_its_own_queue(worker):
     result = celery(worker, "inspect active_queues --json --timeout 10")
     assert result.rc == 0, result.stderr
     consumed = {
-        node: {q["name"] for q in queues}
-        for node, queues in json.loads(result.stdout).items()
+        node: {q["name"] for q in queues} for node, queues in json.loads(result.stdout).items()
     }
     assert consumed == {f"{queue}@{WORKER}": {queue} for queue in QUEUES}
 
@@ -168,9 +158,7 @@ def test_flower_lists_every_worker_node(scheduler):
     credentials = f"admin:{secret('flower_password')}"
     deadline = time.monotonic() + 45
     while True:
-        status, text = http(
-            scheduler, "GET", "/flower/api/workers?refresh=1", basic=credentials
-        )
+        status, text = http(scheduler, "GET", "/flower/api/workers?refresh=1", basic=credentials)
         nodes = set(json.loads(text)) if status == 200 else set()
         if nodes >= expected or time.monotonic() > deadline:
             break

@@ -64,10 +64,7 @@ def test_server_listens_on_its_network_address(host):
 
 def test_passwords_are_stored_as_scram(host):
     assert _sql(host, "SHOW password_encryption") == "scram-sha-256"
-    assert (
-        _sql(host, "SELECT count(*) FROM pg_authid WHERE rolpassword LIKE 'md5%'")
-        == "0"
-    )
+    assert _sql(host, "SELECT count(*) FROM pg_authid WHERE rolpassword LIKE 'md5%'") == "0"
     assert (
         _sql(
             host,
@@ -101,10 +98,7 @@ def test_application_role_has_no_admin_rights(host):
 
 
 def test_public_cannot_connect_to_the_application_database(host):
-    assert (
-        _sql(host, f"SELECT has_database_privilege('public', '{DATABASE}', 'CONNECT')")
-        == "f"
-    )
+    assert _sql(host, f"SELECT has_database_privilege('public', '{DATABASE}', 'CONNECT')") == "f"
 
 
 def test_host_rules_never_trust(host):

@@ -69,9 +69,7 @@ def erlang(host, expression):
 
 def queue_info(host, vhost, name):
     columns = ["name", "type", "policy", "messages"]
-    listed = rabbitmqctl(
-        host, "list_queues", "-p", vhost, *columns, "--formatter", "json"
-    )
+    listed = rabbitmqctl(host, "list_queues", "-p", vhost, *columns, "--formatter", "json")
     assert listed.rc == 0, listed.stderr
     return next((q for q in json.loads(listed.stdout) if q["name"] == name), None)
 
@@ -154,8 +152,7 @@ def test_delivery_limit_policy_governs_the_vhost_quorum_queues(host, app):
     vhost = app[2]
     listed = rabbitmqctl(host, "list_policies", "-p", vhost, "--formatter", "json")
     policies = {
-        p["name"]: (p["apply-to"], json.loads(p["definition"]))
-        for p in json.loads(listed.stdout)
+        p["name"]: (p["apply-to"], json.loads(p["definition"])) for p in json.loads(listed.stdout)
     }
     assert policies["quorum-delivery-limit"] == (
         "quorum_queues",
@@ -182,9 +179,7 @@ def wait_for_messages(host, vhost, name, count, timeout=90):
     deadline = time.monotonic() + timeout
     while True:
         queue = queue_info(host, vhost, name)
-        if (
-            queue is not None and queue["messages"] == count
-        ) or time.monotonic() > deadline:
+        if (queue is not None and queue["messages"] == count) or time.monotonic() > deadline:
             return queue
         time.sleep(2)
 

@@ -6,9 +6,7 @@ import shlex
 import pytest
 import testinfra.utils.ansible_runner
 
-INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(
-    os.environ["MOLECULE_INVENTORY_FILE"]
-)
+INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 BROKER = INVENTORY.get_hosts("broker")[0]
 # redis-server or valkey-server: the unit, CLI and config directory follow the flavour's name.
 FLAVOUR = INVENTORY.get_variables(BROKER).get("redis_flavour", "redis")

@@ -65,9 +65,7 @@ def test_app_user_cannot_run_dangerous_commands(host, broker_vars, command):
     ],
 )
 def test_live_configuration_as_admin(host, broker_vars, parameter, expected):
-    result = cli(
-        host, f"CONFIG GET {parameter}", password=broker_vars["redis_admin_password"]
-    )
+    result = cli(host, f"CONFIG GET {parameter}", password=broker_vars["redis_admin_password"])
     assert result.rc == 0, result.stderr
     assert result.stdout.split() == [parameter, expected]
 
@@ -89,9 +87,7 @@ def test_a_key_survives_a_restart(host, broker_vars):
     password = broker_vars["redis_app_password"]
     value = f"survivor-{time.time_ns()}"
     assert (
-        cli(
-            host, f"SET dcs:test:restart {value}", user="app", password=password
-        ).stdout.strip()
+        cli(host, f"SET dcs:test:restart {value}", user="app", password=password).stdout.strip()
         == "OK"
     )
     host.run_expect([0], f"systemctl restart {UNIT}")

@@ -42,18 +42,12 @@ def test_unit_is_enabled_and_active(host, unit):
     ],
 )
 def test_gunicorn_service_is_notify_type_and_sandboxed(host, prop, value):
-    assert (
-        host.check_output(f"systemctl show -p {prop} --value {SERVICE_UNIT}") == value
-    )
+    assert host.check_output(f"systemctl show -p {prop} --value {SERVICE_UNIT}") == value
 
 
 def test_systemd_waits_longer_than_the_graceful_timeout(host):
-    stop = host.check_output(
-        f"systemctl show -p TimeoutStopUSec --value {SERVICE_UNIT}"
-    )
-    graceful = host.check_output(
-        f"sed -n 's/^graceful_timeout = //p' /etc/{APP}/gunicorn.conf.py"
-    )
+    stop = host.check_output(f"systemctl show -p TimeoutStopUSec --value {SERVICE_UNIT}")
+    graceful = host.check_output(f"sed -n 's/^graceful_timeout = //p' /etc/{APP}/gunicorn.conf.py")
     assert stop.endswith("s")
     assert int(stop.removesuffix("s")) > int(graceful), (stop, graceful)
 
@@ -98,9 +92,7 @@ def test_nginx_serves_the_collected_static_files(host):
     assert "server: nginx" in headers
     assert "cache-control: max-age=" in headers
     assert (
-        host.check_output(
-            f"cmp /tmp/base.css {ROOT}/static/admin/css/base.css && echo same"
-        )
+        host.check_output(f"cmp /tmp/base.css {ROOT}/static/admin/css/base.css && echo same")
         == "same"
     )
 
@@ -124,17 +116,13 @@ def test_app_user_cannot_rewrite_its_code(host):
     result = host.run(f"runuser -u {APP} -- touch {ROOT}/current/manage.py")
     assert result.rc != 0
     assert (
-        host.run(
-            f"runuser -u {APP} -- touch /var/lib/{APP}/probe && rm /var/lib/{APP}/probe"
-        ).rc
+        host.run(f"runuser -u {APP} -- touch /var/lib/{APP}/probe && rm /var/lib/{APP}/probe").rc
         == 0
     )
 
 
 def test_manage_wrapper_runs_commands_as_the_app_user(host):
-    uid = host.check_output(
-        f"{ROOT}/bin/manage shell -v 0 -c 'import os; print(os.getuid())'"
-    )
+    uid = host.check_output(f"{ROOT}/bin/manage shell -v 0 -c 'import os; print(os.getuid())'")
     assert uid == host.check_output(f"id -u {APP}")
 
 
