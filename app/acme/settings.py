@@ -163,6 +163,8 @@ INVENTORY_FEED_TIMEOUT = env_int(ENV, "INVENTORY_FEED_TIMEOUT", 10)
 globals().update(build_celery_settings(ENV))
 
 # --- Logging: everything to stdout, journald captures it ------------------
+# Celery's own loggers are left to the worker (--loglevel): a "celery" logger here, bound to
+# sys.stdout before the worker redirects stdout into logging, swallowed every worker log line.
 LOG_LEVEL = (env_str(ENV, "DJANGO_LOG_LEVEL") or "INFO").upper()
 LOGGING = {
     "version": 1,
@@ -180,6 +182,5 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
-        "celery": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
     },
 }
