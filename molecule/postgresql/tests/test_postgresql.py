@@ -6,9 +6,18 @@ import shlex
 import pytest
 import testinfra
 
-VERSION = "17"
-UNIT = f"postgresql@{VERSION}-main"
 DB_HOST = "dcs-postgresql-db"
+# The PostgreSQL each Debian release ships: the role installs that one and no other.
+POSTGRESQL_OF_DEBIAN = {"12": "15", "13": "17"}
+_DEBIAN = (
+    testinfra.get_host(
+        f"ansible://{DB_HOST}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"]
+    )
+    .file("/etc/debian_version")
+    .content_string.split(".")[0]
+)
+VERSION = POSTGRESQL_OF_DEBIAN[_DEBIAN]
+UNIT = f"postgresql@{VERSION}-main"
 DATABASE = "molecule_db"
 USER = "molecule_user"
 # The scenario's throwaway test password (molecule.yml), not a secret.
