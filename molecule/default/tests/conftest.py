@@ -21,7 +21,6 @@ SCHEDULER = INVENTORY.get_hosts("scheduler")[0]
 BROKER = INVENTORY.get_hosts("broker")[0]
 DATABASE = INVENTORY.get_hosts("database")[0]
 SCENARIO_VARS = INVENTORY.get_variables(WEB)
-BROKER_FLAVOUR = SCENARIO_VARS["dcs_broker"]
 QUEUES: dict[str, dict] = SCENARIO_VARS["celery_queues"]
 
 # The reference app as group_vars/all/app.yml deploys it.
@@ -36,12 +35,6 @@ SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 def secret(name: str) -> str:
     """A throwaway secret the scenario generated (inventory/group_vars/stack.yml)."""
     return (SECRETS / name).read_text().split()[0]
-
-
-def pytest_ignore_collect(collection_path: Path, config) -> bool:
-    """Broker-specific modules run only in the scenario of their broker."""
-    name = collection_path.name
-    return name.startswith("test_broker_") and not name.startswith(f"test_broker_{BROKER_FLAVOUR}")
 
 
 @pytest.fixture(scope="session")
