@@ -1,0 +1,108 @@
+"""Bad inventories and settings fail in preflight, on the control node, before any host is touched.
+
+Each case runs site.yml against the local inventory (groups.yml + inventories/local) with one
+thing wrong; the first play (localhost only) must stop the run with a message naming the fix.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRETS = [
+    "vault_app_secret_key",
+    "vault_app_db_password",
+    "vault_app_task_api_token",
+    "vault_redis_app_password",
+    "vault_redis_admin_password",
+    "vault_flower_password",
+    "vault_rabbitmq_app_password",
+    "vault_rabbitmq_erlang_cookie",
+]
+
+
+def run_site(
+    tmp_path: Path, extra_vars: dict, extra_inventory: str = ""
+) -> subprocess.CompletedProcess:
+    secrets = {name: f"test-only-{name}-0123456789" for name in SECRETS}
+    vars_file = tmp_path / "vars.json"
+    vars_file.write_text(json.dumps({**secrets, **extra_vars}))
+    command = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        "groups.yml",
+        "-i",
+        "inventories/local/hosts.yml",
+        "-e",
+        f"@{vars_file}",
+        "site.yml",
+    ]
+    if extra_inventory:
+        inventory = tmp_path / "extra.yml"
+        inventory.write_text(extra_inventory)
+        command[5:5] = ["-i", str(inventory)]
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_stopped_in_preflight(result: subprocess.CompletedProcess, message: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert message in output, output
+    # Only the control node ran anything: no container of the inventory was contacted.
+    assert "dcs-local-" not in result.stdout.split("PLAY RECAP")[-1], output
+
+
+def test_two_schedulers_are_refused(tmp_path):
+    second = "all:\n  children:\n    scheduler:\n      hosts:\n        dcs-local-scheduler2: {}\n"
+    result = run_site(tmp_path, {}, second)
+    assert_stopped_in_preflight(result, "it must have exactly one: two Celery Beats")
+
+
+def test_a_missing_secret_is_named(tmp_path):
+    result = run_site(tmp_path, {"vault_flower_password": ""})
+    assert_stopped_in_preflight(result, "vault_flower_password is missing")
+
+
+def test_an_unknown_broker_is_refused(tmp_path):
+    result = run_site(tmp_path, {"dcs_broker": "kafka"})
+    assert_stopped_in_preflight(result, "dcs_broker is 'kafka'; set it to one of redis, rabbitmq")
+
+
+def test_a_queue_no_worker_consumes_is_refused(tmp_path):
+    result = run_site(tmp_path, {"celery_worker_queues": ["notifications", "reports"]})
+    assert_stopped_in_preflight(result, "No worker host consumes the queue 'media'")
+
+
+def test_a_soft_limit_above_the_hard_limit_is_refused(tmp_path):
+    queues = {"q": {"pool": "prefork", "concurrency": 1, "time_limit": 60, "soft_time_limit": 90}}
+    result = run_site(
+        tmp_path,
+        {"celery_queues": queues, "celery_default_queue": "q", "celery_worker_queues": ["q"]},
+    )
+    assert_stopped_in_preflight(result, "soft_time_limit below time_limit")
+
+
+def test_a_redis_visibility_timeout_shorter_than_a_task_is_refused(tmp_path):
+    result = run_site(tmp_path, {"celery_redis_visibility_timeout": 600})
+    assert_stopped_in_preflight(result, "celery_redis_visibility_timeout (600 s) must be longer")
+
+
+def test_a_rabbitmq_consumer_timeout_shorter_than_a_task_is_refused(tmp_path):
+    result = run_site(
+        tmp_path, {"dcs_broker": "rabbitmq", "celery_rabbitmq_consumer_timeout_ms": 60000}
+    )
+    assert_stopped_in_preflight(result, "celery_rabbitmq_consumer_timeout_ms (60000) must exceed")
+
+
+@pytest.mark.parametrize("pin", ["celery==5.6.2", "celery[redis]==5.5.3"])
+def test_quorum_queues_need_celery_5_6_3(tmp_path, pin):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "requirements.lock").write_text(f"kombu==5.7.0\n{pin}\n")
+    result = run_site(tmp_path, {"dcs_broker": "rabbitmq", "app_source_dir": str(app)})
+    assert_stopped_in_preflight(result, "Quorum queues need Celery >= 5.6.3")
