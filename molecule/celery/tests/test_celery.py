@@ -2,11 +2,11 @@
 
 import json
 import os
-import shlex
 import time
 
 import pytest
 import testinfra.utils.ansible_runner
+from dcs_testlib import celery, http, journal, python
 
 INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 WORKER_NAME = INVENTORY.get_hosts("workers")[0]
@@ -20,10 +20,6 @@ STOP_MARGIN = 30  # celery_worker_stop_timeout_margin's default
 # The tests run on the worker; scheduler tests reach the scheduler through its own fixture.
 testinfra_hosts = [WORKER_NAME]
 
-APP_ENV = (
-    "set -a; . /etc/acme/acme.env; set +a; cd /srv/acme/current; export PYTHONDONTWRITEBYTECODE=1"
-)
-
 
 @pytest.fixture(scope="module")
 def scheduler():
@@ -36,22 +32,6 @@ def unit(queue: str) -> str:
 
 def node(queue: str) -> str:
     return f"{queue}@{WORKER_NAME}"
-
-
-def journal(host, name: str) -> str:
-    return host.run(f"journalctl -u {name} -n 50 --no-pager").stdout
-
-
-def celery(host, args: str):
-    """Run the Celery CLI as the app user with the application's environment."""
-    script = f"{APP_ENV}; exec venv/bin/celery -A acme {args}"
-    return host.run(f"runuser -u acme -- sh -c {shlex.quote(script)}")
-
-
-def python(host, code: str):
-    """Run Python in the release's virtualenv with the application's environment, as root (for systemctl)."""
-    script = f"{APP_ENV}; export DJANGO_SETTINGS_MODULE=acme.settings; exec venv/bin/python -c {shlex.quote(code)}"
-    return host.run(f"sh -c {shlex.quote(script)}")
 
 
 def stats(host, queue: str) -> dict:
@@ -201,35 +181,13 @@ def test_flower_keeps_its_password_off_the_command_line(scheduler):
     assert SCHEDULER_VARS["flower_basic_auth_password"] not in scheduler.check_output("ps -eo args")
 
 
-# The images carry python3 but not curl: a tiny urllib client prints "<status> <body>".
-HTTP_GET = """
-import base64, sys, urllib.error, urllib.request
-request = urllib.request.Request(sys.argv[1])
-if len(sys.argv) > 2:
-    request.add_header("Authorization", "Basic " + base64.b64encode(sys.argv[2].encode()).decode())
-try:
-    with urllib.request.urlopen(request, timeout=20) as response:
-        print(response.status, response.read().decode())
-except urllib.error.HTTPError as error:
-    print(error.code)
-"""
-
-
-def http_get(host, url: str, auth: str = "") -> tuple[int, str]:
-    """GET url from host; returns the status and the body."""
-    args = " ".join(shlex.quote(a) for a in (url, auth) if a)
-    out = host.check_output(f"python3 -c {shlex.quote(HTTP_GET)} {args}")
-    status, _, body = out.partition(" ")
-    return int(status), body
-
-
 FLOWER_AUTH = (
     f"{SCHEDULER_VARS['flower_basic_auth_user']}:{SCHEDULER_VARS['flower_basic_auth_password']}"
 )
 
 
 def test_flower_refuses_requests_without_credentials(scheduler):
-    assert http_get(scheduler, "http://127.0.0.1/flower/api/workers")[0] == 401
+    assert http(scheduler, "GET", "http://127.0.0.1/flower/api/workers")[0] == 401
 
 
 def test_flower_lists_every_worker_through_nginx(scheduler):
@@ -237,8 +195,8 @@ def test_flower_lists_every_worker_through_nginx(scheduler):
     deadline = time.time() + 30
     while True:
         # refresh=1 makes Flower ask the workers now instead of waiting for their events.
-        status, body = http_get(
-            scheduler, "http://127.0.0.1/flower/api/workers?refresh=1", FLOWER_AUTH
+        status, body = http(
+            scheduler, "GET", "http://127.0.0.1/flower/api/workers?refresh=1", basic=FLOWER_AUTH
         )
         workers = set(json.loads(body)) if status == 200 else set()
         if workers >= expected or time.time() > deadline:
@@ -249,10 +207,10 @@ def test_flower_lists_every_worker_through_nginx(scheduler):
 
 
 def test_flower_metrics_are_served_to_the_allowed_address(scheduler):
-    status, body = http_get(scheduler, "http://127.0.0.1/flower/metrics")
+    status, body = http(scheduler, "GET", "http://127.0.0.1/flower/metrics")
     assert status == 200
     assert "flower_events_total" in body
 
 
 def test_flower_metrics_are_denied_to_other_addresses(host):
-    assert http_get(host, f"http://{SCHEDULER_NAME}/flower/metrics")[0] == 403
+    assert http(host, "GET", f"http://{SCHEDULER_NAME}/flower/metrics")[0] == 403

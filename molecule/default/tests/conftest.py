@@ -7,12 +7,13 @@ user with the app's environment.
 
 import json
 import os
-import shlex
 import time
 from pathlib import Path
 
+import dcs_testlib
 import pytest
 import testinfra.utils.ansible_runner
+from dcs_testlib import celery, journal  # noqa: F401 (the tests import them from here)
 
 INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 WEB = INVENTORY.get_hosts("web")[0]
@@ -24,9 +25,7 @@ SCENARIO_VARS = INVENTORY.get_variables(WEB)
 QUEUES: dict[str, dict] = SCENARIO_VARS["celery_queues"]
 
 # The reference app as group_vars/all/app.yml deploys it.
-APP = "acme"
-APP_ENV_FILE = f"/etc/{APP}/{APP}.env"
-RELEASE = f"/srv/{APP}/current"
+APP = dcs_testlib.APP
 UNIT_PREFIX = f"{APP}-celery"
 
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
@@ -57,43 +56,11 @@ def broker():
     return INVENTORY.get_host(BROKER)
 
 
-def journal(host, unit: str) -> str:
-    return host.run(f"journalctl -u {shlex.quote(unit)} -n 40 --no-pager").stdout
-
-
-_HTTP = r"""
-import base64, ssl, sys, urllib.error, urllib.request
-method, url, token, basic, body = sys.argv[1:6]
-request = urllib.request.Request(url, method=method, data=body.encode() or None)
-if token:
-    request.add_header("Authorization", "Bearer " + token)
-if basic:
-    request.add_header("Authorization", "Basic " + base64.b64encode(basic.encode()).decode())
-if body:
-    request.add_header("Content-Type", "application/json")
-context = ssl.create_default_context()
-context.check_hostname = False
-context.verify_mode = ssl.CERT_NONE  # the test hosts' certificates are self-signed
-try:
-    with urllib.request.urlopen(request, timeout=30, context=context) as response:
-        print(response.status)
-        print(response.read().decode())
-except urllib.error.HTTPError as error:
-    print(error.code)
-    print(error.read().decode())
-"""
-
-
 def http(host, method: str, path: str, *, server="localhost", token="", basic="", body=None):
     """Request https://<server><path> from `host` (its own nginx by default); returns (status, text)."""
-    payload = json.dumps(body) if body is not None else ""
-    args = " ".join(
-        shlex.quote(a) for a in (method, f"https://{server}{path}", token, basic, payload)
+    return dcs_testlib.http(
+        host, method, f"https://{server}{path}", token=token, basic=basic, body=body
     )
-    result = host.run(f"python3 -c {shlex.quote(_HTTP)} {args}")
-    assert result.rc == 0, result.stderr
-    status, _, text = result.stdout.partition("\n")
-    return int(status), text
 
 
 class TaskApi:
@@ -129,9 +96,3 @@ class TaskApi:
 @pytest.fixture(scope="session")
 def api(web) -> TaskApi:
     return TaskApi(web)
-
-
-def celery(host, args: str):
-    """The Celery CLI on `host`, as the app user with the app's environment."""
-    script = f"set -a; . {APP_ENV_FILE}; set +a; cd {RELEASE}; exec venv/bin/celery -A {APP} {args}"
-    return host.run(f"runuser -u {APP} -- sh -c {shlex.quote(script)}")

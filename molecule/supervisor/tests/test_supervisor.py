@@ -2,11 +2,11 @@
 
 import json
 import os
-import shlex
 import time
 
 import pytest
 import testinfra.utils.ansible_runner
+from dcs_testlib import celery, http, python
 
 INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 APP_NAME = INVENTORY.get_hosts("workers")[0]
@@ -18,10 +18,6 @@ BEAT = "celery-beat"
 FLOWER = "celery-flower"
 
 testinfra_hosts = [APP_NAME]
-
-APP_ENV = (
-    "set -a; . /etc/acme/acme.env; set +a; cd /srv/acme/current; export PYTHONDONTWRITEBYTECODE=1"
-)
 
 
 def program(queue: str) -> str:
@@ -35,21 +31,6 @@ def node(queue: str) -> str:
 def log(host, name: str) -> str:
     """The last lines supervisor captured from a program's stdout/stderr."""
     return host.run(f"supervisorctl tail -4000 {name}").stdout
-
-
-def celery(host, args: str):
-    """Run the Celery CLI as the app user with the application's environment."""
-    script = f"{APP_ENV}; exec venv/bin/celery -A acme {args}"
-    return host.run(f"runuser -u acme -- sh -c {shlex.quote(script)}")
-
-
-def python(host, code: str):
-    """Run Python in the release's virtualenv with the application's environment, as root."""
-    script = (
-        f"{APP_ENV}; export DJANGO_SETTINGS_MODULE=acme.settings; "
-        f"exec venv/bin/python -c {shlex.quote(code)}"
-    )
-    return host.run(f"sh -c {shlex.quote(script)}")
 
 
 def statuses(host) -> dict[str, list[str]]:
@@ -163,33 +144,12 @@ def test_flower_keeps_its_password_off_the_command_line(host):
     assert APP_VARS["flower_basic_auth_password"] not in host.check_output("ps -eo args")
 
 
-# The images carry python3 but not curl: a tiny urllib client prints "<status> <body>".
-HTTP_GET = """
-import base64, sys, urllib.error, urllib.request
-request = urllib.request.Request(sys.argv[1])
-if len(sys.argv) > 2:
-    request.add_header("Authorization", "Basic " + base64.b64encode(sys.argv[2].encode()).decode())
-try:
-    with urllib.request.urlopen(request, timeout=20) as response:
-        print(response.status, response.read().decode())
-except urllib.error.HTTPError as error:
-    print(error.code)
-"""
-
 FLOWER_URL = f"http://127.0.0.1:5555/{APP_VARS['flower_url_prefix']}/api/workers"
 FLOWER_AUTH = f"{APP_VARS['flower_basic_auth_user']}:{APP_VARS['flower_basic_auth_password']}"
 
 
-def http_get(host, url: str, auth: str = "") -> tuple[int, str]:
-    """GET url from host; returns the status and the body."""
-    args = " ".join(shlex.quote(a) for a in (url, auth) if a)
-    out = host.check_output(f"python3 -c {shlex.quote(HTTP_GET)} {args}")
-    status, _, body = out.partition(" ")
-    return int(status), body
-
-
 def test_flower_refuses_requests_without_credentials(host):
-    assert http_get(host, FLOWER_URL)[0] == 401
+    assert http(host, "GET", FLOWER_URL)[0] == 401
 
 
 def test_flower_lists_every_worker_with_credentials(host):
@@ -197,7 +157,7 @@ def test_flower_lists_every_worker_with_credentials(host):
     deadline = time.time() + 30
     while True:
         # refresh=1 makes Flower ask the workers now instead of waiting for their events.
-        status, body = http_get(host, f"{FLOWER_URL}?refresh=1", FLOWER_AUTH)
+        status, body = http(host, "GET", f"{FLOWER_URL}?refresh=1", basic=FLOWER_AUTH)
         workers = set(json.loads(body)) if status == 200 else set()
         if workers >= expected or time.time() > deadline:
             break
