@@ -71,17 +71,11 @@ def test_workers_do_not_warn_that_delayed_delivery_is_unsupported(worker, queue)
     assert "native delayed delivery will not be available" not in log
 
 
-def test_a_countdown_task_waits_while_other_tasks_keep_flowing(api, broker, worker):
+def test_a_countdown_task_waits_while_other_tasks_keep_flowing(api):
     """Celery's native delayed delivery on quorum queues: the delayed task sits in RabbitMQ's
     delay exchanges, not in a worker's memory, so the queue keeps moving meanwhile."""
     sent = time.time()
     delayed = api.submit("diagnostics.tasks.ping", countdown=10)
-    # While it waits, the message sits in one of Celery's celery_delayed_* quorum queues and no
-    # worker holds it as a scheduled (ETA) task.
-    assert _delayed_messages(broker) >= 1
-    scheduled = celery(worker, f"inspect scheduled -d notifications@{WORKER} --json --timeout 5")
-    assert scheduled.rc == 0, scheduled.stderr
-    assert json.loads(scheduled.stdout) == {f"notifications@{WORKER}": []}
     prompt = api.submit("diagnostics.tasks.ping")
     prompt_state = api.wait(prompt, timeout=30)
     assert prompt_state["state"] == "SUCCESS", prompt_state
@@ -90,6 +84,21 @@ def test_a_countdown_task_waits_while_other_tasks_keep_flowing(api, broker, work
     assert delayed_state["state"] == "SUCCESS", delayed_state
     assert delayed_state["result"]["started_at"] >= sent + 10
     assert delayed_state["result"]["hostname"] == f"notifications@{WORKER}"
+
+
+def test_a_delayed_task_waits_in_rabbitmq_not_in_a_worker(api, broker, worker):
+    """While it waits, the message sits in one of Celery's celery_delayed_* quorum queues and no
+    worker holds it as a scheduled (ETA) task."""
+    sent = time.time()
+    delayed = api.submit("diagnostics.tasks.ping", countdown=20)
+    assert _delayed_messages(broker) >= 1
+    scheduled = celery(worker, f"inspect scheduled -d notifications@{WORKER} --json --timeout 5")
+    assert scheduled.rc == 0, scheduled.stderr
+    assert json.loads(scheduled.stdout) == {f"notifications@{WORKER}": []}
+    assert time.time() < sent + 20, "the checks took longer than the countdown"
+    state = api.wait(delayed, timeout=60)
+    assert state["state"] == "SUCCESS", state
+    assert state["result"]["started_at"] >= sent + 20
 
 
 def test_a_task_that_retries_three_times_with_a_countdown_completes(api, worker):
