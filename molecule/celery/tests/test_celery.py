@@ -6,7 +6,7 @@ import time
 
 import pytest
 import testinfra.utils.ansible_runner
-from dcs_testlib import celery, http, journal, python
+from dcs_testlib import celery, http, journal, restart_during_task, send_task
 
 INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 WORKER_NAME = INVENTORY.get_hosts("workers")[0]
@@ -107,12 +107,7 @@ def test_workers_run_as_the_app_user(host, queue):
 
 @pytest.mark.parametrize("queue", sorted(QUEUES))
 def test_a_task_sent_to_each_queue_runs_on_that_queues_worker(host, queue):
-    code = (
-        "import json; from acme.celery import app; "
-        f"r = app.send_task('diagnostics.tasks.ping', queue={queue!r}); "
-        "print(json.dumps(r.get(timeout=30)))"
-    )
-    result = python(host, code)
+    result = send_task(host, "diagnostics.tasks.ping", queue)
     assert result.rc == 0, result.stderr
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["pong"] is True
@@ -121,21 +116,7 @@ def test_a_task_sent_to_each_queue_runs_on_that_queues_worker(host, queue):
 
 def test_a_restart_lets_the_running_task_finish(host):
     """Warm shutdown: the unit restarts while a task sleeps; the task still succeeds."""
-    code = """
-import subprocess, time
-from acme.celery import app
-r = app.send_task("diagnostics.tasks.sleep", args=[6], queue="reports")
-deadline = time.time() + 30
-while r.state != "STARTED" and time.time() < deadline:
-    time.sleep(0.2)
-assert r.state == "STARTED", r.state
-began = time.time()
-subprocess.run(["systemctl", "restart", "celery-worker@reports.service"], check=True)
-print("restart took", round(time.time() - began, 1))
-result = r.get(timeout=60)
-print(r.state, result["slept"], result["hostname"])
-"""
-    result = python(host, code)
+    result = restart_during_task(host, "reports", ["systemctl", "restart", unit("reports")])
     assert result.rc == 0, result.stdout + result.stderr + journal(host, unit("reports"))
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == f"SUCCESS 6.0 {node('reports')}"

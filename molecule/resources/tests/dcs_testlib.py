@@ -77,3 +77,39 @@ def http(host, method: str, url: str, *, token: str = "", basic: str = "", body=
     assert result.rc == 0, result.stderr
     status, _, text = result.stdout.partition("\n")
     return int(status), text.rstrip("\n")
+
+
+def send_task(host, task: str, queue: str, app: str = APP, timeout: int = 30):
+    """Send `task` to `queue` with the app's Celery client on `host` and wait for its result.
+
+    Returns the command's result; its last stdout line is the task's result as JSON.
+    """
+    code = (
+        f"import json; from {app}.celery import app; "
+        f"r = app.send_task({task!r}, queue={queue!r}); "
+        f"print(json.dumps(r.get(timeout={timeout})))"
+    )
+    return python(host, code, app)
+
+
+def restart_during_task(host, queue: str, restart: list[str], app: str = APP):
+    """Restart a queue's worker with the `restart` command while a 6-second task runs on it.
+
+    Returns the command's result; its last two stdout lines are "restart took <seconds>" and
+    "<state> <slept> <worker hostname>" of the task.
+    """
+    code = f"""
+import subprocess, time
+from {app}.celery import app
+r = app.send_task("diagnostics.tasks.sleep", args=[6], queue={queue!r})
+deadline = time.time() + 30
+while r.state != "STARTED" and time.time() < deadline:
+    time.sleep(0.2)
+assert r.state == "STARTED", r.state
+began = time.time()
+subprocess.run({restart!r}, check=True)
+print("restart took", round(time.time() - began, 1))
+result = r.get(timeout=60)
+print(r.state, result["slept"], result["hostname"])
+"""
+    return python(host, code, app)
