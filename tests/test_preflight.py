@@ -28,7 +28,7 @@ SECRETS = [
 def run_site(
     tmp_path: Path, extra_vars: dict, extra_inventory: str = ""
 ) -> subprocess.CompletedProcess:
-    secrets = {name: f"test-only-{name}-0123456789" for name in SECRETS}
+    secrets = {name: f"test-only-{name}-0123456789-abcdefghijklmnopqrstuvwxyz" for name in SECRETS}
     vars_file = tmp_path / "vars.json"
     vars_file.write_text(json.dumps({**secrets, **extra_vars}))
     command = [
@@ -99,10 +99,40 @@ def test_a_rabbitmq_consumer_timeout_shorter_than_a_task_is_refused(tmp_path):
     assert_stopped_in_preflight(result, "celery_rabbitmq_consumer_timeout_ms (60000) must exceed")
 
 
+def project(tmp_path: Path, lock: str = "celery==5.6.3\n") -> Path:
+    """A minimal project laid out like app/ (package acme) with the given lock."""
+    app = tmp_path / "app"
+    (app / "acme").mkdir(parents=True)
+    for name in ("manage.py", "acme/__init__.py", "acme/settings.py", "acme/wsgi.py"):
+        (app / name).write_text("")
+    (app / "requirements.lock").write_text(lock)
+    return app
+
+
 @pytest.mark.parametrize("pin", ["celery==5.6.2", "celery[redis]==5.5.3"])
 def test_quorum_queues_need_celery_5_6_3(tmp_path, pin):
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "requirements.lock").write_text(f"kombu==5.7.0\n{pin}\n")
+    app = project(tmp_path, f"kombu==5.7.0\n{pin}\n")
     result = run_site(tmp_path, {"dcs_broker": "rabbitmq", "app_source_dir": str(app)})
     assert_stopped_in_preflight(result, "Quorum queues need Celery >= 5.6.3")
+
+
+def test_a_secret_key_too_short_for_django_is_refused(tmp_path):
+    result = run_site(
+        tmp_path, {"vault_app_secret_key": "only-forty-characters-long-0123456789-abc"}
+    )
+    assert_stopped_in_preflight(result, "vault_app_secret_key must have at least 50 characters")
+
+
+def test_a_directory_without_manage_py_is_refused(tmp_path):
+    app = project(tmp_path)
+    (app / "manage.py").unlink()
+    result = run_site(tmp_path, {"app_source_dir": str(app)})
+    assert_stopped_in_preflight(result, "must be the Django project's directory (it holds")
+
+
+def test_a_settings_module_the_project_lacks_is_refused(tmp_path):
+    app = project(tmp_path)
+    result = run_site(
+        tmp_path, {"app_source_dir": str(app), "app_settings_module": "acme.settings.production"}
+    )
+    assert_stopped_in_preflight(result, "acme.settings.production is not a module of the project")

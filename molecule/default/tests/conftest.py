@@ -2,7 +2,8 @@
 
 HTTP requests are made from inside the web and scheduler containers to their own nginx on
 localhost, the way a client on those hosts would; Celery commands run on the worker as the app
-user with the app's environment.
+user with the app's environment (bin/celery, bin/run). The default scenario deploys the reference
+app; the rabbitmq scenario a generated third-party project: APP and CELERY_APP come from the inventory.
 """
 
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 import dcs_testlib
 import pytest
 import testinfra.utils.ansible_runner
-from dcs_testlib import celery, journal  # noqa: F401 (the tests import them from here)
+from dcs_testlib import journal  # noqa: F401 (the tests import it from here)
 
 INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 WEB = INVENTORY.get_hosts("web")[0]
@@ -23,17 +24,26 @@ BROKER = INVENTORY.get_hosts("broker")[0]
 DATABASE = INVENTORY.get_hosts("database")[0]
 SCENARIO_VARS = INVENTORY.get_variables(WEB)
 QUEUES: dict[str, dict] = SCENARIO_VARS["celery_queues"]
+DEFAULT_QUEUE: str = SCENARIO_VARS["celery_default_queue"]
 
-# The reference app as group_vars/all/app.yml deploys it.
-APP = dcs_testlib.APP
+APP: str = SCENARIO_VARS["app_name"]
+CELERY_APP: str = SCENARIO_VARS["app_celery_app"]
+SETTINGS_MODULE: str = SCENARIO_VARS["app_settings_module"]
 UNIT_PREFIX = f"{APP}-celery"
+ROOT = f"/srv/{APP}"
 
 SECRETS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "secrets"
 
 
+# Every secret ends in these characters, but the two that their protocol keeps plain (stack.yml).
+HOSTILE: str = SCENARIO_VARS["__dcs_hostile"]
+PLAIN_SECRETS = {"app_task_api_token", "rabbitmq_erlang_cookie"}
+
+
 def secret(name: str) -> str:
     """A throwaway secret the scenario generated (inventory/group_vars/stack.yml)."""
-    return (SECRETS / name).read_text().split()[0]
+    generated = (SECRETS / name).read_text().split()[0]
+    return generated if name in PLAIN_SECRETS else generated + HOSTILE
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +64,38 @@ def scheduler():
 @pytest.fixture(scope="session")
 def broker():
     return INVENTORY.get_host(BROKER)
+
+
+@pytest.fixture(scope="session")
+def database():
+    return INVENTORY.get_host(DATABASE)
+
+
+def celery(host, args: str):
+    """bin/celery on `host`: the deployed app's Celery command line."""
+    return dcs_testlib.celery(host, args, APP)
+
+
+def with_app(host, body: str):
+    """Run Python `body` on `host` as the app user, with `app` bound to the deployed app's Celery
+    application; returns what its last output line holds as JSON."""
+    code = (
+        "import json, time\nfrom celery.app.utils import find_app\n"
+        f"app = find_app({CELERY_APP!r})\n{body}"
+    )
+    result = dcs_testlib.python(host, code, APP, user=APP)
+    assert result.rc == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def send(host, task: str, *, args=(), kwargs=None, timeout: int = 60, **options) -> dict:
+    """Send `task` from `host` with the deployed app's Celery client (its routes decide the
+    queue unless `queue` is given) and return its result."""
+    return with_app(
+        host,
+        f"r = app.send_task({task!r}, args={list(args)!r}, kwargs={kwargs or {}!r}, **{options!r})\n"
+        f"print(json.dumps(r.get(timeout={timeout})))",
+    )
 
 
 def http(host, method: str, path: str, *, server="localhost", token="", basic="", body=None):

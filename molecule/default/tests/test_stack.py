@@ -1,5 +1,6 @@
-"""The whole stack, end to end: HTTP through nginx and Gunicorn, tasks through the broker to the
-worker of their queue, Beat's periodic task, Flower's view of the workers."""
+"""The reference app on the whole stack, end to end: its health check and task API through nginx
+and Gunicorn, tasks through the broker to the worker of their queue, Beat's periodic task.
+(What any project gets from the deployment is in test_tiers.py.)"""
 
 import base64
 import json
@@ -8,26 +9,7 @@ import time
 import zlib
 
 import pytest
-from conftest import (
-    QUEUES,
-    SCHEDULER,
-    UNIT_PREFIX,
-    WORKER,
-    celery,
-    http,
-    journal,
-    secret,
-)
-
-SERVICES = {
-    "web": ["nginx.service", "acme-gunicorn.socket", "acme-gunicorn.service"],
-    "scheduler": [
-        "nginx.service",
-        f"{UNIT_PREFIX}-beat.service",
-        f"{UNIT_PREFIX}-flower.service",
-    ],
-    "worker": [f"{UNIT_PREFIX}-worker@{queue}.service" for queue in QUEUES],
-}
+from conftest import WORKER, http
 
 
 def png(width: int, height: int) -> bytes:
@@ -46,17 +28,6 @@ def png(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
-
-
-@pytest.mark.parametrize(
-    ("tier", "unit"),
-    [(tier, unit) for tier, units in SERVICES.items() for unit in units],
-)
-def test_each_tier_runs_its_services(request, tier, unit):
-    host = request.getfixturevalue(tier)
-    service = host.service(unit)
-    assert service.is_running, journal(host, unit)
-    assert service.is_enabled
 
 
 def test_healthz_through_nginx_reports_database_broker_and_cache_ok(web):
@@ -131,47 +102,3 @@ def test_beat_fires_the_periodic_inventory_sync_and_a_reports_worker_runs_it(api
         time.sleep(2)
     assert new[0]["hostname"] == f"reports@{WORKER}"
     assert new[0]["finished_at"]
-
-
-def test_only_the_scheduler_runs_beat_and_only_once(scheduler, worker, web):
-    beats = scheduler.run("pgrep -u acme -f -- '[-]A acme beat'").stdout.split()
-    assert len(beats) == 1, journal(scheduler, f"{UNIT_PREFIX}-beat.service")
-    for other in (worker, web):
-        assert other.run("pgrep -f -- '[-]A acme beat'").stdout.split() == []
-
-
-def test_each_worker_consumes_only_its_own_queue(worker):
-    result = celery(worker, "inspect active_queues --json --timeout 10")
-    assert result.rc == 0, result.stderr
-    consumed = {
-        node: {q["name"] for q in queues} for node, queues in json.loads(result.stdout).items()
-    }
-    assert consumed == {f"{queue}@{WORKER}": {queue} for queue in QUEUES}
-
-
-def test_flower_refuses_requests_without_credentials(scheduler):
-    assert http(scheduler, "GET", "/flower/api/workers")[0] == 401
-
-
-def test_flower_lists_every_worker_node(scheduler):
-    expected = {f"{queue}@{WORKER}" for queue in QUEUES}
-    credentials = f"admin:{secret('flower_password')}"
-    deadline = time.monotonic() + 45
-    while True:
-        status, text = http(scheduler, "GET", "/flower/api/workers?refresh=1", basic=credentials)
-        nodes = set(json.loads(text)) if status == 200 else set()
-        if nodes >= expected or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert status == 200
-    assert nodes == expected
-
-
-def test_flower_metrics_are_served_to_the_scrape_network(scheduler):
-    status, text = http(scheduler, "GET", "/flower/metrics")
-    assert status == 200
-    assert "flower_events_total" in text
-
-
-def test_flower_metrics_are_denied_outside_the_scrape_network(web):
-    assert http(web, "GET", "/flower/metrics", server=SCHEDULER)[0] == 403

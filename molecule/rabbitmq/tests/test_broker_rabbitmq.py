@@ -1,11 +1,23 @@
-"""RabbitMQ as the broker: quorum queues, no guest, native delayed delivery, retries that arrive."""
+"""RabbitMQ as the broker of a third-party project: quorum queues on topic exchanges in Celery's own
+view and the broker's, no guest, native delayed delivery, retries that arrive."""
 
 import json
 import shlex
 import time
 
 import pytest
-from conftest import APP, BROKER, QUEUES, UNIT_PREFIX, WORKER, celery, journal, secret
+from conftest import (
+    APP,
+    BROKER,
+    QUEUES,
+    ROOT,
+    UNIT_PREFIX,
+    WORKER,
+    celery,
+    journal,
+    secret,
+    with_app,
+)
 
 VHOST = APP
 
@@ -32,8 +44,18 @@ def _delayed_messages(broker, within: float = 6) -> int:
 
 
 @pytest.mark.parametrize("queue", list(QUEUES))
-def test_each_celery_queue_is_a_quorum_queue(broker, queue):
+def test_each_celery_queue_is_a_quorum_queue_on_the_broker(broker, queue):
     assert _queue_types(broker)[queue] == "quorum"
+
+
+def test_celery_itself_declares_quorum_queues_on_topic_exchanges(worker):
+    """What the workers declare (not only what the vhost's default queue type made of it)."""
+    result = celery(worker, "inspect active_queues --json --timeout 10")
+    assert result.rc == 0, result.stderr
+    for node, queues in json.loads(result.stdout).items():
+        for queue in queues:
+            assert queue["queue_arguments"] == {"x-queue-type": "quorum"}, (node, queue)
+            assert queue["exchange"]["type"] == "topic", (node, queue)
 
 
 def test_guest_is_gone_and_cannot_log_in(broker, worker):
@@ -43,7 +65,7 @@ def test_guest_is_gone_and_cannot_log_in(broker, worker):
         f"kombu.Connection('amqp://guest:guest@{BROKER}:5672//', connect_timeout=5)"
         ".ensure_connection(max_retries=1)\n"
     )
-    result = worker.run(f"/srv/{APP}/current/venv/bin/python -c {shlex.quote(probe)}")
+    result = worker.run(f"{ROOT}/current/venv/bin/python -c {shlex.quote(probe)}")
     assert result.rc != 0
     assert "ACCESS_REFUSED" in result.stderr or "AccessRefused" in result.stderr
 
@@ -56,7 +78,7 @@ def test_the_app_user_can_use_only_its_vhost(broker):
 
 
 @pytest.mark.parametrize("queue", list(QUEUES))
-def test_workers_do_not_warn_that_delayed_delivery_is_unsupported(worker, queue):
+def test_workers_set_up_native_delayed_delivery(worker, queue):
     """What the running worker logged since it started (earlier starts are history)."""
     unit = f"{UNIT_PREFIX}-worker@{queue}.service"
     started = worker.check_output(f"systemctl show -p ActiveEnterTimestamp --value {unit}")
@@ -65,50 +87,50 @@ def test_workers_do_not_warn_that_delayed_delivery_is_unsupported(worker, queue)
     ).lower()
     assert "ready." in log
     assert "direct exchange" not in log
-    # Every worker binds all of the app's queues to the delay exchanges; a queue whose exchange did
-    # not exist yet used to leave delayed delivery off (celery_worker declares them all first).
+    # Every worker binds all of the app's queues to the delay exchanges; the deploy declares them
+    # all before any worker starts (django_app's verify step).
     assert "failed to bind" not in log
     assert "native delayed delivery will not be available" not in log
 
 
-def test_a_countdown_task_waits_while_other_tasks_keep_flowing(api):
-    """Celery's native delayed delivery on quorum queues: the delayed task sits in RabbitMQ's
-    delay exchanges, not in a worker's memory, so the queue keeps moving meanwhile."""
-    sent = time.time()
-    delayed = api.submit("diagnostics.tasks.ping", countdown=10)
-    prompt = api.submit("diagnostics.tasks.ping")
-    prompt_state = api.wait(prompt, timeout=30)
-    assert prompt_state["state"] == "SUCCESS", prompt_state
-    assert prompt_state["result"]["started_at"] < sent + 8
-    delayed_state = api.wait(delayed, timeout=60)
-    assert delayed_state["state"] == "SUCCESS", delayed_state
-    assert delayed_state["result"]["started_at"] >= sent + 10
-    assert delayed_state["result"]["hostname"] == f"notifications@{WORKER}"
-
-
-def test_a_delayed_task_waits_in_rabbitmq_not_in_a_worker(api, broker, worker):
-    """While it waits, the message sits in one of Celery's celery_delayed_* quorum queues and no
-    worker holds it as a scheduled (ETA) task."""
-    sent = time.time()
-    delayed = api.submit("diagnostics.tasks.ping", countdown=20)
-    assert _delayed_messages(broker) >= 1
-    scheduled = celery(worker, f"inspect scheduled -d notifications@{WORKER} --json --timeout 5")
-    assert scheduled.rc == 0, scheduled.stderr
-    assert json.loads(scheduled.stdout) == {f"notifications@{WORKER}": []}
-    assert time.time() < sent + 20, "the checks took longer than the countdown"
-    state = api.wait(delayed, timeout=60)
-    assert state["state"] == "SUCCESS", state
-    assert state["result"]["started_at"] >= sent + 20
-
-
-def test_a_task_that_retries_three_times_with_a_countdown_completes(api, worker):
-    task_id = api.submit("diagnostics.tasks.flaky", kwargs={"failures": 3, "countdown": 1})
-    state = api.wait(task_id, timeout=90)
-    assert state["state"] == "SUCCESS", (
-        state,
-        journal(worker, f"{UNIT_PREFIX}-worker@notifications.service"),
+def test_a_prompt_task_starts_within_a_second_after_40_countdown_tasks(web):
+    """The countdown tasks wait in RabbitMQ's delay queues, not in the worker's memory, so the
+    prompt task sent after them does not queue behind them."""
+    timing = with_app(
+        web,
+        "for _ in range(40):\n"
+        "    app.send_task('proj.tasks.where', countdown=60)\n"
+        "sent = time.time()\n"
+        "result = app.send_task('proj.tasks.where').get(timeout=30)\n"
+        "print(json.dumps({'sent': sent, **result}))",
     )
-    assert state["result"]["retries"] == 3
+    assert timing["hostname"] == f"jobs@{WORKER}"
+    assert timing["started_at"] - timing["sent"] < 1.0, timing
+
+
+def test_a_delayed_task_waits_in_rabbitmq_not_in_a_worker(web, broker, worker):
+    """While it waits, the message sits in one of Celery's celery_delayed_* quorum queues and no
+    worker holds it as a scheduled (ETA) task; then it runs on time."""
+    sent = with_app(
+        web,
+        "print(json.dumps({'id': app.send_task('proj.tasks.where', countdown=20).id, 'at': time.time()}))",
+    )
+    assert _delayed_messages(broker) >= 1
+    scheduled = celery(worker, f"inspect scheduled -d jobs@{WORKER} --json --timeout 5")
+    assert scheduled.rc == 0, scheduled.stderr
+    assert json.loads(scheduled.stdout) == {f"jobs@{WORKER}": []}
+    assert time.time() < sent["at"] + 20, "the checks took longer than the countdown"
+    result = with_app(web, f"print(json.dumps(app.AsyncResult({sent['id']!r}).get(timeout=60)))")
+    assert result["started_at"] >= sent["at"] + 20
+
+
+def test_a_task_that_retries_three_times_with_a_countdown_completes(web, worker):
+    result = with_app(
+        web,
+        "r = app.send_task('proj.tasks.flaky', kwargs={'failures': 3, 'countdown': 1})\n"
+        "print(json.dumps(r.get(timeout=90)))",
+    )
+    assert result == {"retries": 3}, journal(worker, f"{UNIT_PREFIX}-worker@jobs.service")
 
 
 def test_the_broker_secret_is_not_in_the_worker_command_line(worker):

@@ -1,37 +1,35 @@
 """What the scenarios' testinfra tests share: the app's command line on a host, its journal, and
 HTTP requests made from inside a container (the images carry python3 but not curl).
 
-The scenarios deploy the reference app as group_vars/all/app.yml describes it; `app` names it.
+`app` names the deployed application (app_name; the reference app by default). Commands go through
+the wrappers roles/django_app installs: /srv/<app>/bin/run (any command in the current release, as
+the app user, with its environment) and bin/celery.
 """
 
 import base64
 import json
+import os
 import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 APP = "acme"
 
 
-def app_shell(app: str = APP) -> str:
-    """Shell prelude: the app's environment file exported, the current release as working dir."""
-    return (
-        f"set -a; . /etc/{app}/{app}.env; set +a; cd /srv/{app}/current; "
-        "export PYTHONDONTWRITEBYTECODE=1"
-    )
-
-
 def celery(host, args: str, app: str = APP):
-    """The Celery CLI on `host`, as the app user with the app's environment."""
-    script = f"{app_shell(app)}; exec venv/bin/celery -A {app} {args}"
-    return host.run(f"runuser -u {app} -- sh -c {shlex.quote(script)}")
+    """The Celery CLI on `host` (bin/celery: as the app user with the app's environment)."""
+    return host.run(f"/srv/{app}/bin/celery {args}")
 
 
-def python(host, code: str, app: str = APP):
-    """Python in the release's virtualenv with the app's environment, as root (for systemctl)."""
-    script = (
-        f"{app_shell(app)}; export DJANGO_SETTINGS_MODULE={app}.settings; "
-        f"exec venv/bin/python -c {shlex.quote(code)}"
+def python(host, code: str, app: str = APP, user: str = "root"):
+    """Python in the current release's virtualenv with the app's environment, as `user` (root by
+    default, for systemctl)."""
+    return host.run(
+        f"DJANGO_APP_RUN_AS={shlex.quote(user)} PYTHONDONTWRITEBYTECODE=1 "
+        f"/srv/{app}/bin/run python -c {shlex.quote(code)}"
     )
-    return host.run(f"sh -c {shlex.quote(script)}")
 
 
 def journal(host, unit: str, lines: int = 50) -> str:
@@ -79,20 +77,21 @@ def http(host, method: str, url: str, *, token: str = "", basic: str = "", body=
     return int(status), text.rstrip("\n")
 
 
-def send_task(host, task: str, queue: str, app: str = APP, timeout: int = 30):
+def send_task(host, task: str, queue: str, app: str = APP, timeout: int = 30, celery_app: str = ""):
     """Send `task` to `queue` with the app's Celery client on `host` and wait for its result.
 
     Returns the command's result; its last stdout line is the task's result as JSON.
     """
     code = (
-        f"import json; from {app}.celery import app; "
+        "import json; from celery.app.utils import find_app; "
+        f"app = find_app({celery_app or app!r}); "
         f"r = app.send_task({task!r}, queue={queue!r}); "
         f"print(json.dumps(r.get(timeout={timeout})))"
     )
     return python(host, code, app)
 
 
-def restart_during_task(host, queue: str, restart: list[str], app: str = APP):
+def restart_during_task(host, queue: str, restart: list[str], app: str = APP, celery_app: str = ""):
     """Restart a queue's worker with the `restart` command while a 6-second task runs on it.
 
     Returns the command's result; its last two stdout lines are "restart took <seconds>" and
@@ -100,7 +99,8 @@ def restart_during_task(host, queue: str, restart: list[str], app: str = APP):
     """
     code = f"""
 import subprocess, time
-from {app}.celery import app
+from celery.app.utils import find_app
+app = find_app({celery_app or app!r})
 r = app.send_task("diagnostics.tasks.sleep", args=[6], queue={queue!r})
 deadline = time.time() + 30
 while r.state != "STARTED" and time.time() < deadline:
@@ -113,3 +113,39 @@ result = r.get(timeout=60)
 print(r.state, result["slept"], result["hostname"])
 """
     return python(host, code, app)
+
+
+def run_playbook(playbook: str, extra_vars: dict, timeout: int = 900):
+    """Run one of the project's playbooks against the scenario's hosts, as an operator would, with
+    `extra_vars` on top of the scenario's inventory; returns the completed process (output merged)."""
+    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(extra_vars, handle)
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ephemeral / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(project / "roles"),
+        "ANSIBLE_COLLECTIONS_PATH": f"{project / 'collections'}:{project / '.collections'}",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    try:
+        return subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "-i",
+                os.environ["MOLECULE_INVENTORY_FILE"],
+                "-e",
+                f"@{handle.name}",
+                str(project / playbook),
+            ],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        os.unlink(handle.name)

@@ -100,7 +100,17 @@ def test_nginx_serves_the_collected_static_files(host):
 def test_environment_file_is_readable_only_by_root_and_the_app_group(host):
     env = host.file(f"/etc/{APP}/{APP}.env")
     assert (env.user, env.group, env.mode) == ("root", APP, 0o640)
-    assert 'DJANGO_SETTINGS_MODULE="acme.settings"' in env.content_string
+    # Every process runs the deployment's overlay, which imports the project's own settings.
+    assert 'DJANGO_SETTINGS_MODULE="dcs_settings"' in env.content_string
+
+
+def test_the_settings_overlay_imports_the_project_settings_and_sets_static_root(host):
+    data = json.loads(host.file(f"{ROOT}/current/dcs_settings.json").content_string)
+    assert data["project_settings_module"] == "acme.settings"
+    static_root = host.check_output(
+        f"{ROOT}/bin/manage shell -v 0 -c 'from django.conf import settings; print(settings.STATIC_ROOT)'"
+    )
+    assert static_root == f"{ROOT}/static"
 
 
 def test_current_points_to_a_complete_release_with_a_virtualenv(host):
@@ -115,6 +125,8 @@ def test_current_points_to_a_complete_release_with_a_virtualenv(host):
 def test_app_user_cannot_rewrite_its_code(host):
     result = host.run(f"runuser -u {APP} -- touch {ROOT}/current/manage.py")
     assert result.rc != 0
+    writable = host.check_output(f"runuser -u {APP} -- find {ROOT}/releases -writable")
+    assert writable == ""
     assert (
         host.run(f"runuser -u {APP} -- touch /var/lib/{APP}/probe && rm /var/lib/{APP}/probe").rc
         == 0

@@ -1,0 +1,80 @@
+"""A release that would not run as the inventory says never goes live: each case runs
+playbooks/deploy.yml as an operator would, and every app host must still run its previous release."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import APP, QUEUES, ROOT, WORKER, send, with_app
+from dcs_testlib import run_playbook
+
+SOURCE = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "proj"
+APP_HOSTS = ("web", "worker", "scheduler")
+
+
+@pytest.fixture
+def releases(request):
+    """The release each app host runs now; the test asserts it is the same afterwards."""
+    hosts = {tier: request.getfixturevalue(tier) for tier in APP_HOSTS}
+
+    def current():
+        return {tier: host.file(f"{ROOT}/current").linked_to for tier, host in hosts.items()}
+
+    before = current()
+    yield current
+    assert current() == before
+    # ...and the stack still works on it.
+    assert send(hosts["web"], "proj.tasks.where")["hostname"] == f"jobs@{WORKER}"
+
+
+def failed(result, message: str) -> None:
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert message in result.stdout, result.stdout[-6000:]
+
+
+def test_a_release_whose_celery_app_overrides_the_default_queue_stops_the_deploy(
+    tmp_path, releases
+):
+    project = tmp_path / "proj"
+    shutil.copytree(SOURCE, project)
+    with (project / "proj" / "celery.py").open("a") as celery_py:
+        celery_py.write('\napp.conf.update(CELERY_TASK_DEFAULT_QUEUE="celery")\n')
+    result = run_playbook("playbooks/deploy.yml", {"app_source_dir": str(project)})
+    failed(
+        result,
+        "Celery setting task_default_queue: the release runs with 'celery', "
+        "the inventory wants 'background'",
+    )
+
+
+def test_a_release_whose_exchange_rabbitmq_holds_in_another_form_stops_the_deploy(worker, releases):
+    declare = (
+        "from kombu import Exchange\n"
+        "with app.connection_for_write() as connection:\n"
+        "    Exchange('extra', type='direct', channel=connection.default_channel).{}()\n"
+        "print('true')"
+    )
+    with_app(worker, declare.format("declare"))
+    try:
+        queues = {**QUEUES, "extra": {**QUEUES["jobs"], "routes": []}}
+        result = run_playbook("playbooks/deploy.yml", {"celery_queues": queues})
+    finally:
+        with_app(worker, declare.format("delete"))
+    failed(
+        result,
+        f"RabbitMQ already has exchange 'extra' in vhost '{APP}' with type 'direct'; "
+        "the new release declares it with 'topic'",
+    )
+
+
+def test_a_failing_hook_before_the_switch_stops_the_deploy(releases):
+    result = run_playbook(
+        "playbooks/deploy.yml",
+        {
+            # A setting changes, so this is a new release, whose before_switch hook fails.
+            "app_django_settings_extra": {"DCS_TEST_RELEASE": "with a failing hook"},
+            "app_hooks": {"before_switch": [{"command": "echo refusing; exit 3"}]},
+        },
+    )
+    failed(result, "refusing")

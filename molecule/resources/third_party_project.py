@@ -1,0 +1,114 @@
+"""Generate a third-party Django + Celery project, laid out the way Django's and Celery's docs lay it
+out, for the deployment to take as it is:
+
+    python third_party_project.py DEST [--override-default-queue QUEUE]
+
+- `django-admin startproject proj DEST`: settings.py exactly as startproject writes it (sqlite,
+  DEBUG on, a django-insecure key, no STATIC_ROOT, empty ALLOWED_HOSTS);
+- proj/celery.py as in Celery's "First steps with Django", plus `include=["proj.tasks"]` so that the
+  tasks module is found without touching INSTALLED_APPS; proj/__init__.py imports the app;
+- proj/tasks.py: a few @shared_task functions the tests call;
+- requirements.txt (Django and Celery only: no gunicorn, flower, psycopg or Redis client) and the
+  lock that `scripts/lock` makes of it.
+
+--override-default-queue appends `app.conf.update(CELERY_TASK_DEFAULT_QUEUE=QUEUE)` to celery.py, an
+override that takes effect over Django's settings: the mistake the deployment's effective-settings
+check must catch. Does nothing when DEST already holds a lock.
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CELERY_PY = """\
+import os
+
+from celery import Celery
+
+# Set the default Django settings module for the 'celery' program.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
+
+app = Celery("proj", include=["proj.tasks"])
+
+# Using a string here means the worker doesn't have to serialize
+# the configuration object to child processes.
+# - namespace='CELERY' means all celery-related configuration keys
+#   should have a `CELERY_` prefix.
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+# Load task modules from all registered Django apps.
+app.autodiscover_tasks()
+
+
+@app.task(bind=True, ignore_result=True)
+def debug_task(self):
+    print(f"Request: {self.request!r}")
+"""
+
+INIT_PY = """\
+# This will make sure the app is always imported when
+# Django starts so that shared_task will use this app.
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)
+"""
+
+TASKS_PY = '''\
+import time
+
+from celery import shared_task
+
+
+@shared_task
+def add(x, y):
+    return x + y
+
+
+@shared_task(bind=True)
+def where(self):
+    """Which worker ran this task, and when it started."""
+    return {"hostname": self.request.hostname, "started_at": time.time()}
+
+
+@shared_task(bind=True)
+def flaky(self, failures=3, countdown=1):
+    """Fail and retry `failures` times with a countdown, then succeed."""
+    if self.request.retries < failures:
+        raise self.retry(countdown=countdown, max_retries=failures)
+    return {"retries": self.request.retries}
+'''
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dest", type=Path)
+    parser.add_argument("--override-default-queue", default="")
+    args = parser.parse_args()
+    dest: Path = args.dest
+    if (dest / "requirements.lock").exists():
+        return 0
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "django", "startproject", "proj", str(dest)], check=True)
+    package = dest / "proj"
+    (package / "celery.py").write_text(
+        CELERY_PY
+        + (
+            "\n# This project insists on its own default queue. A namespaced key set here wins over\n"
+            "# Django's settings (a plain `app.conf.task_default_queue = ...` would not).\n"
+            f"app.conf.update(CELERY_TASK_DEFAULT_QUEUE={args.override_default_queue!r})\n"
+            if args.override_default_queue
+            else ""
+        )
+    )
+    (package / "__init__.py").write_text(INIT_PY)
+    (package / "tasks.py").write_text(TASKS_PY)
+    (dest / "requirements.txt").write_text("Django==6.0.10\ncelery==5.6.3\n")
+    subprocess.run([str(ROOT / "scripts" / "lock"), str(dest)], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
