@@ -145,8 +145,12 @@ def declare_on_broker(report: Report, app) -> None:
     from amqp.exceptions import NotFound, PreconditionFailed
 
     with app.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=3)
         if connection.transport.driver_type != "amqp":
+            return
+        try:
+            connection.ensure_connection(max_retries=3)
+        except connection.connection_errors as error:
+            report.add(f"cannot connect to the broker as the release would: {error!r}")
             return
         vhost = connection.virtual_host
         for queue in app.amqp.queues.values():
