@@ -18,13 +18,26 @@ from dcs_testlib import journal  # noqa: F401 (the tests import it from here)
 
 INVENTORY = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 WEB = INVENTORY.get_hosts("web")[0]
-WORKER = INVENTORY.get_hosts("workers")[0]
+WORKERS: list[str] = INVENTORY.get_hosts("workers")
+WORKER = WORKERS[0]
 SCHEDULER = INVENTORY.get_hosts("scheduler")[0]
 BROKER = INVENTORY.get_hosts("broker")[0]
 DATABASE = INVENTORY.get_hosts("database")[0]
+APP_HOSTS: list[str] = sorted(set(INVENTORY.get_hosts("web") + WORKERS + [SCHEDULER]))
 SCENARIO_VARS = INVENTORY.get_variables(WEB)
 QUEUES: dict[str, dict] = SCENARIO_VARS["celery_queues"]
 DEFAULT_QUEUE: str = SCENARIO_VARS["celery_default_queue"]
+
+
+def worker_queues(host: str) -> list[str]:
+    """The queues a worker host runs: its celery_worker_queues, or (the default, a template) all."""
+    queues = INVENTORY.get_variables(host).get("celery_worker_queues")
+    return queues if isinstance(queues, list) else list(QUEUES)
+
+
+# Celery node names (<queue>@<host>) of every worker, and the host that runs each queue.
+NODES: set[str] = {f"{queue}@{host}" for host in WORKERS for queue in worker_queues(host)}
+QUEUE_HOST: dict[str, str] = {queue: host for host in WORKERS for queue in worker_queues(host)}
 
 APP: str = SCENARIO_VARS["app_name"]
 CELERY_APP: str = SCENARIO_VARS["app_celery_app"]
@@ -44,6 +57,11 @@ def secret(name: str) -> str:
     """A throwaway secret the scenario generated (inventory/group_vars/stack.yml)."""
     generated = (SECRETS / name).read_text().split()[0]
     return generated if name in PLAIN_SECRETS else generated + HOSTILE
+
+
+def host(name: str):
+    """The testinfra host of an inventory host name."""
+    return INVENTORY.get_host(name)
 
 
 @pytest.fixture(scope="session")

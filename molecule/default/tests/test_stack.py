@@ -9,7 +9,7 @@ import time
 import zlib
 
 import pytest
-from conftest import WORKER, http
+from conftest import QUEUE_HOST, http
 
 
 def png(width: int, height: int) -> bytes:
@@ -76,7 +76,7 @@ def test_a_task_runs_on_the_worker_of_the_queue_it_is_routed_to(api, queue, make
     assert state["state"] == "SUCCESS", state
     # The task records where it ran; the result comes back from the result backend.
     assert state["result"]["queue"] == queue
-    assert state["result"]["hostname"] == f"{queue}@{WORKER}"
+    assert state["result"]["hostname"] == f"{queue}@{QUEUE_HOST[queue]}"
 
 
 def test_the_resized_upload_is_no_larger_than_asked(api):
@@ -100,5 +100,5 @@ def test_beat_fires_the_periodic_inventory_sync_and_a_reports_worker_runs_it(api
     ):
         assert time.monotonic() < deadline, "no inventory sync ran within 60 s"
         time.sleep(2)
-    assert new[0]["hostname"] == f"reports@{WORKER}"
+    assert new[0]["hostname"] == f"reports@{QUEUE_HOST['reports']}"
     assert new[0]["finished_at"]

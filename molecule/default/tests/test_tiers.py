@@ -8,63 +8,78 @@ import time
 import pytest
 from conftest import (
     APP,
+    APP_HOSTS,
+    BROKER,
     CELERY_APP,
+    DATABASE,
     HOSTILE,
-    QUEUES,
+    NODES,
     ROOT,
     SCHEDULER,
     SETTINGS_MODULE,
     UNIT_PREFIX,
-    WORKER,
+    WEB,
+    WORKERS,
     celery,
+    host,
     http,
     journal,
     secret,
 )
 
-SERVICES = {
-    "web": ["nginx.service", f"{APP}-gunicorn.socket", f"{APP}-gunicorn.service"],
-    "scheduler": [
-        "nginx.service",
-        f"{UNIT_PREFIX}-beat.service",
-        f"{UNIT_PREFIX}-flower.service",
-    ],
-    "worker": [f"{UNIT_PREFIX}-worker@{queue}.service" for queue in QUEUES],
-}
-APP_HOSTS = ["web", "worker", "scheduler"]
-
-
-@pytest.mark.parametrize(
-    ("tier", "unit"),
-    [(tier, unit) for tier, units in SERVICES.items() for unit in units],
+# What each host runs, from its groups (a host may be in several).
+SERVICES: list[tuple[str, str]] = sorted(
+    {(WEB, unit) for unit in ("nginx.service", f"{APP}-gunicorn.socket", f"{APP}-gunicorn.service")}
+    | {
+        (SCHEDULER, unit)
+        for unit in (
+            "nginx.service",
+            f"{UNIT_PREFIX}-beat.service",
+            f"{UNIT_PREFIX}-flower.service",
+        )
+    }
+    | {(node.split("@")[1], f"{UNIT_PREFIX}-worker@{node.split('@')[0]}.service") for node in NODES}
 )
-def test_each_tier_runs_its_services(request, tier, unit):
-    host = request.getfixturevalue(tier)
-    service = host.service(unit)
-    assert service.is_running, journal(host, unit)
+
+
+@pytest.mark.parametrize(("name", "unit"), SERVICES)
+def test_each_host_runs_the_services_of_its_groups(name, unit):
+    service = host(name).service(unit)
+    assert service.is_running, journal(host(name), unit)
     assert service.is_enabled
 
 
-@pytest.mark.parametrize("tier", APP_HOSTS)
-def test_the_app_user_can_read_but_neither_create_nor_change_a_file_in_any_release(request, tier):
-    host = request.getfixturevalue(tier)
+@pytest.mark.parametrize("name", WORKERS)
+def test_a_worker_host_runs_no_unit_of_a_queue_it_does_not_list(name):
+    units = host(name).check_output(
+        f"systemctl list-units --all --plain --no-legend '{UNIT_PREFIX}-worker@*' | cut -d' ' -f1"
+    )
+    expected = {
+        f"{UNIT_PREFIX}-worker@{n.split('@')[0]}.service" for n in NODES if n.endswith(name)
+    }
+    assert set(units.split()) == expected
+
+
+@pytest.mark.parametrize("name", APP_HOSTS)
+def test_the_app_user_can_read_but_neither_create_nor_change_a_file_in_any_release(name):
+    host_ = host(name)
     assert host.file(f"{ROOT}/releases").is_directory
     # It can read every file and directory (byte-code caches too) and write none.
-    unreadable = host.run(f"runuser -u {APP} -- find -L {ROOT}/releases ! -readable")
+    unreadable = host_.run(f"runuser -u {APP} -- find -L {ROOT}/releases ! -readable")
     assert (unreadable.rc, unreadable.stdout, unreadable.stderr) == (0, "", "")
-    writable = host.run(f"runuser -u {APP} -- find -L {ROOT}/releases -writable")
+    writable = host_.run(f"runuser -u {APP} -- find -L {ROOT}/releases -writable")
     assert (writable.rc, writable.stdout, writable.stderr) == (0, "", "")
-    probe = host.run(f"runuser -u {APP} -- touch {ROOT}/current/probe")
+    probe = host_.run(f"runuser -u {APP} -- touch {ROOT}/current/probe")
     assert probe.rc != 0
 
 
-@pytest.mark.parametrize("tier", APP_HOSTS)
-def test_every_process_runs_the_deployment_overlay_of_the_project_settings(request, tier):
-    host = request.getfixturevalue(tier)
-    env = host.file(f"/etc/{APP}/{APP}.env")
+@pytest.mark.parametrize("name", APP_HOSTS)
+def test_every_process_runs_the_deployment_overlay_of_the_project_settings(name):
+    host_ = host(name)
+    env = host_.file(f"/etc/{APP}/{APP}.env")
     assert (env.user, env.group, env.mode) == ("root", APP, 0o640)
     assert 'DJANGO_SETTINGS_MODULE="dcs_settings"' in env.content_string
-    text = host.file(f"{ROOT}/current/dcs_settings.json").content_string
+    text = host_.file(f"{ROOT}/current/dcs_settings.json").content_string
     assert json.loads(text)["project_settings_module"] == SETTINGS_MODULE
     # The overlay's data carries no secret (not even its letters): they stay in the environment file.
     for name in ("app_secret_key", "app_db_password", "redis_app_password"):
@@ -106,17 +121,17 @@ def test_the_admin_login_page_answers_through_nginx_with_its_css(web):
 def test_bin_celery_runs_the_apps_celery_as_the_app_user(worker):
     result = celery(worker, "inspect ping --json --timeout 10")
     assert result.rc == 0, result.stderr
-    assert set(json.loads(result.stdout)) == {f"{queue}@{WORKER}" for queue in QUEUES}
+    assert set(json.loads(result.stdout)) == NODES
     user = worker.check_output(f"{ROOT}/bin/run id -un")
     assert user == APP
 
 
-def test_only_the_scheduler_runs_beat_and_only_once(scheduler, worker, web):
+def test_only_the_scheduler_runs_beat_and_only_once(scheduler):
     pattern = f"'[-]A {CELERY_APP} beat'"
     beats = scheduler.run(f"pgrep -u {APP} -f -- {pattern}").stdout.split()
     assert len(beats) == 1, journal(scheduler, f"{UNIT_PREFIX}-beat.service")
-    for other in (worker, web):
-        assert other.run(f"pgrep -f -- {pattern}").stdout.split() == []
+    for other in set(APP_HOSTS) - {SCHEDULER}:
+        assert host(other).run(f"pgrep -f -- {pattern}").stdout.split() == []
 
 
 def test_each_worker_consumes_only_its_own_queue(worker):
@@ -125,7 +140,7 @@ def test_each_worker_consumes_only_its_own_queue(worker):
     consumed = {
         node: {q["name"] for q in queues} for node, queues in json.loads(result.stdout).items()
     }
-    assert consumed == {f"{queue}@{WORKER}": {queue} for queue in QUEUES}
+    assert consumed == {node: {node.split("@")[0]} for node in NODES}
 
 
 def test_flower_refuses_requests_without_credentials(scheduler):
@@ -133,7 +148,7 @@ def test_flower_refuses_requests_without_credentials(scheduler):
 
 
 def test_flower_lists_every_worker_node(scheduler):
-    expected = {f"{queue}@{WORKER}" for queue in QUEUES}
+    expected = NODES
     credentials = f"admin:{secret('flower_password')}"
     deadline = time.monotonic() + 45
     while True:
@@ -152,5 +167,54 @@ def test_flower_metrics_are_served_to_the_scrape_network(scheduler):
     assert "flower_events_total" in text
 
 
-def test_flower_metrics_are_denied_outside_the_scrape_network(web):
-    assert http(web, "GET", "/flower/metrics", server=SCHEDULER)[0] == 403
+def test_flower_metrics_are_denied_outside_the_scrape_network(worker):
+    assert http(worker, "GET", "/flower/metrics", server=SCHEDULER)[0] == 403
+
+
+def address(name: str) -> str:
+    """The private address of an inventory host (its default route's)."""
+    return host(name).check_output(
+        "ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \\([^ ]*\\).*/\\1/p'"
+    )
+
+
+@pytest.mark.parametrize("by", ["name", "address"])
+def test_django_and_flower_answer_by_name_and_by_address(worker, by):
+    """From another host, as a client on the private network would ask them."""
+    web_server = WEB if by == "name" else address(WEB)
+    status, text = http(worker, "GET", "/admin/login/", server=web_server)
+    assert status == 200, text
+    scheduler_server = SCHEDULER if by == "name" else address(SCHEDULER)
+    credentials = f"admin:{secret('flower_password')}"
+    status, text = http(
+        worker, "GET", "/flower/api/workers", server=scheduler_server, basic=credentials
+    )
+    assert status == 200, text
+
+
+LOOPBACK = {"127.0.0.1", "::1", "127.0.0.11"}  # 127.0.0.11: docker's DNS inside the container
+
+
+def listening(name: str) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket `name` listens on."""
+    out = host(name).check_output("ss -Htln | awk '{print $4}'")
+    found = set()
+    for local in out.split():
+        ip, _, port = local.rpartition(":")
+        found.add((ip.strip("[]"), int(port)))
+    return found
+
+
+@pytest.mark.parametrize("tier", ["database", "broker"])
+def test_the_data_tier_listens_only_on_loopback_and_its_private_address(tier):
+    name = DATABASE if tier == "database" else BROKER
+    listeners = listening(name)
+    assert listeners, "nothing listens"
+    stray = {(ip, port) for ip, port in listeners if ip not in LOOPBACK | {address(name)}}
+    assert stray == set(), host(name).check_output("ss -tlnp")
+
+
+@pytest.mark.parametrize("name", APP_HOSTS)
+def test_app_hosts_listen_publicly_only_with_nginx(name):
+    public = {port for ip, port in listening(name) if ip not in LOOPBACK | {address(name)}}
+    assert public <= {80, 443}, host(name).check_output("ss -tlnp")

@@ -115,9 +115,17 @@ print(r.state, result["slept"], result["hostname"])
     return python(host, code, app)
 
 
-def run_playbook(playbook: str, extra_vars: dict, timeout: int = 900):
+def run_playbook(
+    playbook: str,
+    extra_vars: dict,
+    timeout: int = 900,
+    inventory: str = "",
+    options: tuple[str, ...] = (),
+):
     """Run one of the project's playbooks against the scenario's hosts, as an operator would, with
-    `extra_vars` on top of the scenario's inventory; returns the completed process (output merged)."""
+    `extra_vars` on top of the scenario's inventory (or `inventory`, a file beside which its
+    group_vars/ and host_vars/ are linked) and further command-line `options`; returns the completed
+    process (output merged)."""
     project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
     ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
@@ -135,9 +143,10 @@ def run_playbook(playbook: str, extra_vars: dict, timeout: int = 900):
             [
                 str(Path(sys.executable).parent / "ansible-playbook"),
                 "-i",
-                os.environ["MOLECULE_INVENTORY_FILE"],
+                inventory or os.environ["MOLECULE_INVENTORY_FILE"],
                 "-e",
                 f"@{handle.name}",
+                *options,
                 str(project / playbook),
             ],
             cwd=project,
@@ -149,3 +158,23 @@ def run_playbook(playbook: str, extra_vars: dict, timeout: int = 900):
         )
     finally:
         os.unlink(handle.name)
+
+
+def inventory_with_groups(directory: Path, moves: dict[str, tuple[str, str]]) -> str:
+    """A copy of the scenario's inventory in `directory` where `moves` maps a group to (host that
+    leaves it, host that joins it); its group_vars/ and host_vars/ are the scenario's. Returns its path."""
+    import yaml
+
+    source = Path(os.environ["MOLECULE_INVENTORY_FILE"])
+    inventory = yaml.safe_load(source.read_text())
+    for group, (leaves, joins) in moves.items():
+        hosts = inventory["all"]["children"][group]["hosts"]
+        del hosts[leaves]
+        hosts[joins] = inventory["all"]["hosts"][joins]
+    directory.mkdir(parents=True, exist_ok=True)
+    for linked in ("group_vars", "host_vars"):
+        if (source.parent / linked).exists():
+            (directory / linked).symlink_to((source.parent / linked).resolve())
+    target = directory / source.name
+    target.write_text(yaml.safe_dump(inventory))
+    return str(target)
