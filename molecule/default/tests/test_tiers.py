@@ -63,7 +63,7 @@ def test_a_worker_host_runs_no_unit_of_a_queue_it_does_not_list(name):
 @pytest.mark.parametrize("name", APP_HOSTS)
 def test_the_app_user_can_read_but_neither_create_nor_change_a_file_in_any_release(name):
     host_ = host(name)
-    assert host.file(f"{ROOT}/releases").is_directory
+    assert host_.file(f"{ROOT}/releases").is_directory
     # It can read every file and directory (byte-code caches too) and write none.
     unreadable = host_.run(f"runuser -u {APP} -- find -L {ROOT}/releases ! -readable")
     assert (unreadable.rc, unreadable.stdout, unreadable.stderr) == (0, "", "")

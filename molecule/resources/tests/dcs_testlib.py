@@ -168,7 +168,8 @@ def inventory_with_groups(directory: Path, moves: dict[str, tuple[str, str]]) ->
     source = Path(os.environ["MOLECULE_INVENTORY_FILE"])
     inventory = yaml.safe_load(source.read_text())
     for group, (leaves, joins) in moves.items():
-        hosts = inventory["all"]["children"][group]["hosts"]
+        # Molecule writes each group as a top-level key of its inventory.
+        hosts = inventory[group]["hosts"]
         del hosts[leaves]
         hosts[joins] = inventory["all"]["hosts"][joins]
     directory.mkdir(parents=True, exist_ok=True)
