@@ -1,7 +1,8 @@
 """Bad inventories and settings fail in preflight, on the control node, before any host is touched.
 
 Each case runs site.yml against the local inventory (groups.yml + inventories/local) with one
-thing wrong; the first play (localhost only) must stop the run with a message naming the fix.
+thing wrong, most with `--limit dcs-local-web`; the preflight play (its checks run once, on the
+control node) must stop the run with a message naming the fix before any play contacts a host.
 """
 
 import json
@@ -29,9 +30,12 @@ def run_site(
     tmp_path: Path,
     extra_vars: dict,
     extra_inventory: str = "",
-    limit: str = "",
+    limit: str = "dcs-local-web",
     group_vars: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
+    """site.yml on the local inventory with one thing wrong. Like an operator deploying one host,
+    every case runs with `--limit dcs-local-web` unless it says otherwise (limit="": the whole
+    inventory): preflight must stop the run whatever the limit leaves out."""
     secrets = {name: f"test-only-{name}-0123456789-abcdefghijklmnopqrstuvwxyz" for name in SECRETS}
     vars_file = tmp_path / "vars.json"
     vars_file.write_text(json.dumps({**secrets, **extra_vars}))
@@ -76,7 +80,7 @@ def assert_stopped_in_preflight(result: subprocess.CompletedProcess, message: st
 
 def test_two_schedulers_are_refused(tmp_path):
     second = "all:\n  children:\n    scheduler:\n      hosts:\n        dcs-local-scheduler2: {}\n"
-    result = run_site(tmp_path, {}, second)
+    result = run_site(tmp_path, {}, second, limit="")
     assert_stopped_in_preflight(result, "it must have exactly one: two Celery Beats")
 
 
@@ -168,7 +172,7 @@ def test_a_bad_queue_override_for_one_group_stops_in_preflight(tmp_path):
         "  reports: {pool: prefork, concurrency: 1, time_limit: 1800, soft_time_limit: 1700}\n"
         "  media: {pool: threads, concurrency: 2, time_limit: 300, soft_time_limit: 270}\n"
     )
-    result = run_site(tmp_path, {}, limit="dcs-local-web", group_vars={"workers": workers_override})
+    result = run_site(tmp_path, {}, group_vars={"workers": workers_override})
     assert_stopped_in_preflight(
         result, "dcs-local-worker: celery_queues notifications: pool must be"
     )
