@@ -8,6 +8,7 @@ from orders import views as order_views
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
+    path("livez", core_views.livez, name="livez"),
     path("api/tasks/", core_views.submit_task, name="task-submit"),
     path("api/tasks/<str:task_id>/", core_views.task_status, name="task-status"),
     path("api/orders/", order_views.create_order, name="order-create"),

@@ -85,6 +85,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
     )
 
 
+@never_cache
+@require_GET
+def livez(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. No dependency is touched (that is /healthz, readiness), so a
+    database or broker outage does not make a process manager restart healthy web workers."""
+    return JsonResponse({"status": "ok"})
+
+
 @functools.cache
 def _discover_tasks() -> None:
     celery_app.autodiscover_tasks(force=True)

@@ -21,6 +21,17 @@ def post_json(client, url, data, **headers):
     return client.post(url, data=json.dumps(data), content_type="application/json", **headers)
 
 
+# --- livez ----------------------------------------------------------------
+
+
+def test_livez_answers_without_touching_the_broker(client, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/livez")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
 # --- healthz --------------------------------------------------------------
 
 

@@ -1,0 +1,37 @@
+"""A plain Celery app with library defaults (no acks_late, the default prefetch, the default pool and
+concurrency), on the deployment's broker and result backend: what one `celery worker` gives out of
+the box, for scripts/bench to compare the deployed per-queue layout with.
+
+The task bodies match the reference app's diagnostics.tasks.ping / sleep (the fields they return)."""
+
+import os
+import time
+
+from celery import Celery
+
+app = Celery(
+    "bench",
+    broker=os.environ["CELERY_BROKER_URL"],
+    backend=os.environ["CELERY_RESULT_BACKEND"],
+)
+
+
+def _context(task, started_at):
+    return {
+        "hostname": task.request.hostname,
+        "queue": (task.request.delivery_info or {}).get("routing_key"),
+        "started_at": started_at,
+        "finished_at": time.time(),
+    }
+
+
+@app.task(bind=True, name="bench.noop")
+def noop(self):
+    return {**_context(self, time.time()), "pong": True}
+
+
+@app.task(bind=True, name="bench.sleep")
+def sleep(self, seconds=0.01):
+    started_at = time.time()
+    time.sleep(min(float(seconds), 1.0))
+    return {**_context(self, started_at), "slept": float(seconds)}

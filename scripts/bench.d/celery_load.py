@@ -1,0 +1,124 @@
+"""Celery end to end, measured from an app host (run by scripts/bench through the release's bin/run).
+
+Two layouts, the same measurements:
+  --layout deployed   the project's own Celery app and settings (the deployment's overlay), tasks sent
+                      to a queue that the deployed per-queue units consume;
+  --layout default    bench_default.py: a plain Celery app with library defaults on the same broker,
+                      consumed by one plain `celery worker` that scripts/bench starts on a worker host.
+
+Per task (no-op, and 10 ms of sleep):
+  idle       one task at a time: send -> start and send -> result seen by the client (ms);
+  burst      --count tasks published as fast as possible: publish tasks/s, then consumed tasks/s
+             (count / (last finish - first start)) and send -> start under load.
+Prints one JSON document on stdout.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+
+def percentiles(values):
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def pick(fraction):
+        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
+
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "n": len(ordered)}
+
+
+def load_app(layout, celery_app):
+    if layout == "default":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_default
+
+        return bench_default.app
+    # bin/run starts in the release directory: the project and the settings overlay are there.
+    sys.path.insert(0, os.getcwd())
+    import django
+
+    django.setup()
+    from celery.app.utils import find_app
+
+    return find_app(celery_app)
+
+
+def run(app, task_name, args, queue, idle, count, timeout):
+    # Connections are made before the clock starts.
+    app.send_task(task_name, args=args, queue=queue).get(timeout=timeout)
+
+    start_ms, result_ms = [], []
+    for _ in range(idle):
+        sent = time.time()
+        body = app.send_task(task_name, args=args, queue=queue).get(timeout=timeout)
+        seen = time.time()
+        start_ms.append((body["started_at"] - sent) * 1000)
+        result_ms.append((seen - sent) * 1000)
+
+    sent_at, results = [], []
+    began = time.perf_counter()
+    for _ in range(count):
+        sent_at.append(time.time())
+        results.append(app.send_task(task_name, args=args, queue=queue))
+    published = time.perf_counter() - began
+    bodies = [result.get(timeout=timeout) for result in results]
+    first_start = min(body["started_at"] for body in bodies)
+    last_finish = max(body["finished_at"] for body in bodies)
+    return {
+        "idle_send_to_start_ms": percentiles(start_ms),
+        "idle_send_to_result_ms": percentiles(result_ms),
+        "published_per_s": round(count / published, 1),
+        "consumed_per_s": round(count / max(last_finish - first_start, 1e-6), 1),
+        "burst_send_to_start_ms": percentiles(
+            [(body["started_at"] - sent) * 1000 for body, sent in zip(bodies, sent_at, strict=True)]
+        ),
+        "burst_mean_runtime_ms": round(
+            statistics.mean((body["finished_at"] - body["started_at"]) * 1000 for body in bodies), 2
+        ),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layout", choices=["deployed", "default"], required=True)
+    parser.add_argument(
+        "--celery-app", default="", help="the project's Celery app (deployed layout)"
+    )
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--noop-task", default="diagnostics.tasks.ping")
+    parser.add_argument("--sleep-task", default="diagnostics.tasks.sleep")
+    parser.add_argument("--idle", type=int, default=100)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--sleep-count", type=int, default=400)
+    parser.add_argument("--timeout", type=float, default=120)
+    options = parser.parse_args()
+
+    app = load_app(options.layout, options.celery_app)
+    noop, sleep = options.noop_task, options.sleep_task
+    if options.layout == "default":
+        noop, sleep = "bench.noop", "bench.sleep"
+    report = {
+        "layout": options.layout,
+        "queue": options.queue,
+        "broker": app.connection_for_write().transport_cls,
+        "noop": run(app, noop, [], options.queue, options.idle, options.count, options.timeout),
+        "sleep_10ms": run(
+            app,
+            sleep,
+            [0.01],
+            options.queue,
+            options.idle // 2,
+            options.sleep_count,
+            options.timeout,
+        ),
+    }
+    json.dump(report, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

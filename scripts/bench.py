@@ -1,0 +1,395 @@
+"""The benchmark of the local stack (inventories/local): deploy times and what the deployed stack
+carries, printed as one table and written as JSON. Run by scripts/bench; see README "Benchmark".
+
+Steps (each bounded in count and time; only the local containers are targeted):
+  1. cold converge: the stack's containers re-created, then site.yml (image, venv, wheelhouse cached);
+  2. idempotent re-run of site.yml (its PLAY RECAP must say changed=0);
+  3. release deploy: playbooks/deploy.yml with a new release id while a client polls /healthz
+     through nginx; every failed request is counted;
+  4. HTTP: GET /livez through nginx -> Gunicorn at 4 and 16 keep-alive clients;
+  5. Celery end to end (scripts/bench.d/celery_load.py on the web host): the deployed per-queue
+     layout, then one plain `celery worker` with library defaults on the worker host, same broker;
+  6. the broker's own ceiling (redis-benchmark on the broker host, Redis brokers).
+"""
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import re
+import secrets
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HELPERS = ROOT / "scripts" / "bench.d"
+REMOTE_DIR = "/var/tmp/dcs-bench"
+
+
+def log(message):
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def sh(argv, **kwargs):
+    return subprocess.run(argv, check=True, text=True, **kwargs)
+
+
+def playbook(args, extra=()):
+    """Run ansible-playbook; returns (seconds, changed count from the recap)."""
+    began = time.monotonic()
+    result = subprocess.run(
+        ["ansible-playbook", *args, *extra], cwd=ROOT, text=True, capture_output=True
+    )
+    seconds = time.monotonic() - began
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-6000:] + result.stderr[-3000:])
+        raise SystemExit(
+            f"bench: ansible-playbook {' '.join(args)} failed (rc {result.returncode})"
+        )
+    changed = sum(
+        int(n) for n in re.findall(r"\bchanged=(\d+)", result.stdout.split("PLAY RECAP")[-1])
+    )
+    return round(seconds, 1), changed
+
+
+def percentiles(values):
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+
+    def pick(fraction):
+        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
+
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "n": len(ordered)}
+
+
+class Client:
+    """One keep-alive HTTPS connection to nginx on the published port (self-signed certificate)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.context = ssl.create_default_context()
+        self.context.check_hostname = False
+        self.context.verify_mode = ssl.CERT_NONE
+        self.connection = None
+
+    def get(self, path, timeout=5):
+        try:
+            if self.connection is None:
+                self.connection = http.client.HTTPSConnection(
+                    "127.0.0.1", self.port, context=self.context, timeout=timeout
+                )
+            self.connection.request("GET", path, headers={"Host": "localhost"})
+            response = self.connection.getresponse()
+            response.read()
+            if response.getheader("Connection", "").lower() == "close":
+                self.connection.close()
+                self.connection = None
+            return response.status
+        except (OSError, http.client.HTTPException):
+            if self.connection is not None:
+                self.connection.close()
+            self.connection = None
+            return None
+
+
+def probe_during(port, action, interval=0.02):
+    """Poll /healthz while action() runs: requests sent and failed (not 200, or no answer)."""
+    stop = threading.Event()
+    counts = {"requests": 0, "failed": 0}
+
+    def poll():
+        client = Client(port)
+        while not stop.is_set():
+            status = client.get("/healthz")
+            counts["requests"] += 1
+            if status != 200:
+                counts["failed"] += 1
+            time.sleep(interval)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        outcome = action()
+    finally:
+        stop.set()
+        thread.join()
+    return outcome, counts
+
+
+def http_load(port, path, clients, seconds):
+    deadline = time.monotonic() + seconds
+
+    def worker(_):
+        client, latencies, failed = Client(port), [], 0
+        while time.monotonic() < deadline:
+            began = time.perf_counter()
+            status = client.get(path)
+            latencies.append((time.perf_counter() - began) * 1000)
+            failed += status != 200
+        return latencies, failed
+
+    began = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        outcomes = list(pool.map(worker, range(clients)))
+    elapsed = time.monotonic() - began
+    latencies = [value for values, _ in outcomes for value in values]
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "failed": sum(failed for _, failed in outcomes),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "latency_ms": percentiles(latencies),
+    }
+
+
+def docker(*argv):
+    return subprocess.run(["docker", *argv], capture_output=True, text=True, check=True).stdout
+
+
+def stack_settings():
+    """Hosts, paths and names of the local stack, as the inventory resolves them."""
+    query = (
+        "{{ {'web': groups['web'][0], 'broker': groups['broker'][0],"
+        " 'worker': groups['workers'] | map('extract', hostvars)"
+        " | selectattr('celery_worker_queues', 'contains', celery_default_queue)"
+        " | map(attribute='inventory_hostname') | first,"
+        " 'port': (hostvars[groups['web'][0]].dcs_local_published_ports[0] | split(':'))[1] | int,"
+        " 'app_root': app_root, 'celery_app': app_celery_app, 'queue': celery_default_queue,"
+        " 'redis_port': dcs_redis_port | int, 'redis_admin': dcs_redis_admin_password} | to_json }}"
+    )
+    result = subprocess.run(
+        ["ansible", "localhost", "-m", "ansible.builtin.debug", "-a", f"msg={query}", "-o"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(json.loads(result.stdout.split("=>", 1)[1])["msg"])
+
+
+def ship_helpers(host):
+    archive = subprocess.run(
+        ["tar", "-C", str(HELPERS), "-cf", "-", "."], capture_output=True, check=True
+    ).stdout
+    subprocess.run(
+        [
+            "docker",
+            "exec",
+            "-i",
+            host,
+            "sh",
+            "-c",
+            f"rm -rf {REMOTE_DIR} && mkdir -p {REMOTE_DIR} && tar -C {REMOTE_DIR} -xf - && chmod -R a+rX {REMOTE_DIR}",
+        ],
+        input=archive,
+        check=True,
+    )
+
+
+def celery_bench(settings, count, sleep_count):
+    web, worker = settings["web"], settings["worker"]
+    run = f"{settings['app_root']}/bin/run"
+    for host in (web, worker):
+        ship_helpers(host)
+
+    def load(layout, queue, *extra):
+        argv = [run, "python", f"{REMOTE_DIR}/celery_load.py", "--layout", layout, "--queue", queue]
+        argv += ["--idle", "100", "--count", str(count), "--sleep-count", str(sleep_count), *extra]
+        return json.loads(docker("exec", web, *argv))
+
+    log(f"Celery, deployed layout: queue {settings['queue']} on {worker}")
+    deployed = load("deployed", settings["queue"], "--celery-app", settings["celery_app"])
+    log(f"Celery, one plain worker with library defaults on {worker}")
+    worker_argv = [
+        run,
+        "celery",
+        "-A",
+        "bench_default",
+        "worker",
+        "-l",
+        "warning",
+        "-n",
+        "bench-default@%h",
+    ]
+    docker("exec", "-d", "-e", f"PYTHONPATH={REMOTE_DIR}", worker, *worker_argv)
+    try:
+        # Library defaults: the default queue ("celery"), which nothing else uses here.
+        default = load("default", "celery")
+    finally:
+        subprocess.run(
+            ["docker", "exec", worker, "pkill", "-TERM", "-f", "bench_default worker"], check=False
+        )
+    return {"deployed": deployed, "default": default}
+
+
+def redis_ceiling(broker_host, port, admin_password):
+    """redis-benchmark LPUSH/RPOP (1 KiB, 50 clients) on the broker host. redis-benchmark takes a
+    password only on its command line: it gets a throwaway ACL user's, never the admin's (the admin
+    password reaches redis-cli through REDISCLI_AUTH, which redis-cli reads from the environment)."""
+    throwaway = secrets.token_hex(16)
+
+    def cli(*argv):
+        subprocess.run(
+            [
+                "docker",
+                "exec",
+                "-e",
+                f"REDISCLI_AUTH={admin_password}",
+                broker_host,
+                "redis-cli",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+    cli("ACL", "SETUSER", "dcs-bench", "on", f">{throwaway}", "~mylist", "+@all")
+    try:
+        output = subprocess.run(
+            [
+                "docker",
+                "exec",
+                broker_host,
+                "redis-benchmark",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--user",
+                "dcs-bench",
+                "-a",
+                throwaway,
+                "-t",
+                "lpush,rpop",
+                "-n",
+                "100000",
+                "-c",
+                "50",
+                "-d",
+                "1024",
+                "-q",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        cli("DEL", "mylist")
+        cli("ACL", "DELUSER", "dcs-bench")
+    rates = dict(re.findall(r"(\w+): ([\d.]+) requests per second", output))
+    if not rates:
+        raise SystemExit(f"bench: redis-benchmark printed no rates: {output[-500:]}")
+    return {name.lower(): float(value) for name, value in rates.items()}
+
+
+def table(report):
+    rows = [("cold converge (site.yml)", f"{report['deploy'].get('cold_s', '-')} s")]
+    rows.append(
+        (
+            "idempotent re-run",
+            f"{report['deploy']['rerun_s']} s (changed={report['deploy']['rerun_changed']})",
+        )
+    )
+    release = report["deploy"]["release"]
+    rows.append(
+        (
+            "release deploy (deploy.yml)",
+            f"{release['seconds']} s, {release['failed']} of {release['requests']} /healthz requests failed",
+        )
+    )
+    for load in report["http"]:
+        latency = load["latency_ms"]
+        rows.append(
+            (
+                f"HTTP /livez, {load['clients']} clients",
+                f"{load['requests_per_s']} req/s, p50 {latency['p50']} ms, p99 {latency['p99']} ms",
+            )
+        )
+    celery = report["celery"]
+    for task in ("noop", "sleep_10ms"):
+        deployed, default = celery["deployed"][task], celery["default"][task]
+        ratio = deployed["consumed_per_s"] / default["consumed_per_s"]
+        for name, data in (("deployed", deployed), ("default worker", default)):
+            rows.append(
+                (
+                    f"Celery {task}, {name}",
+                    f"publish {data['published_per_s']}/s, consume {data['consumed_per_s']}/s, "
+                    f"idle send->start p50/p99 {data['idle_send_to_start_ms']['p50']}/"
+                    f"{data['idle_send_to_start_ms']['p99']} ms, send->result p50/p95/p99 "
+                    f"{data['idle_send_to_result_ms']['p50']}/{data['idle_send_to_result_ms']['p95']}/"
+                    f"{data['idle_send_to_result_ms']['p99']} ms",
+                )
+            )
+        rows.append((f"Celery {task}, deployed / default", f"{ratio:.2f}x consumed tasks/s"))
+    for name, rate in report.get("broker_ceiling", {}).items():
+        rows.append((f"broker ceiling: redis-benchmark {name}", f"{rate:.0f} req/s"))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Benchmark the local stack (inventories/local).")
+    parser.add_argument("--no-cold", action="store_true", help="skip re-creating the containers")
+    parser.add_argument("--count", type=int, default=2000, help="no-op tasks per layout (burst)")
+    parser.add_argument(
+        "--sleep-count", type=int, default=600, help="10 ms tasks per layout (burst)"
+    )
+    parser.add_argument("--http-seconds", type=float, default=10)
+    parser.add_argument("--output", default=str(ROOT / ".cache" / "bench"))
+    options = parser.parse_args()
+
+    settings = stack_settings()
+    report = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "deploy": {}}
+    began = time.monotonic()
+
+    if not options.no_cold:
+        log("cold converge: re-creating the local containers")
+        subprocess.run(["scripts/down"], cwd=ROOT, check=True, capture_output=True)
+        playbook(["playbooks/local/containers.yml"])
+        report["deploy"]["cold_s"], _ = playbook(["site.yml"])
+        log(f"cold converge {report['deploy']['cold_s']} s")
+    log("idempotent re-run")
+    report["deploy"]["rerun_s"], report["deploy"]["rerun_changed"] = playbook(["site.yml"])
+    log("release deploy with /healthz polled meanwhile")
+    release_id = "bench-" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    (seconds, _), counts = probe_during(
+        settings["port"],
+        lambda: playbook(["playbooks/deploy.yml", "-e", f"app_release_id={release_id}"]),
+    )
+    report["deploy"]["release"] = {"seconds": seconds, "release": release_id, **counts}
+
+    log("HTTP load on /livez")
+    report["http"] = [
+        http_load(settings["port"], "/livez", clients, options.http_seconds) for clients in (4, 16)
+    ]
+    report["celery"] = celery_bench(settings, options.count, options.sleep_count)
+    if report["celery"]["deployed"]["broker"] == "redis":
+        log("broker ceiling: redis-benchmark")
+        report["broker_ceiling"] = redis_ceiling(
+            settings["broker"], settings["redis_port"], settings["redis_admin"]
+        )
+    report["seconds"] = round(time.monotonic() - began, 1)
+
+    output = Path(options.output)
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / f"bench-{report['started'].replace(':', '')}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"\nbench: {report['seconds']} s in all; JSON: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    main()
