@@ -40,11 +40,15 @@ def sh(argv, **kwargs):
     return subprocess.run(argv, check=True, text=True, **kwargs)
 
 
-def playbook(args, extra=()):
+# Extra variables of every run (--broker).
+EXTRA_VARS = []
+
+
+def playbook(args):
     """Run ansible-playbook; returns (seconds, changed count from the recap)."""
     began = time.monotonic()
     result = subprocess.run(
-        ["ansible-playbook", *args, *extra], cwd=ROOT, text=True, capture_output=True
+        ["ansible-playbook", *args, *EXTRA_VARS], cwd=ROOT, text=True, capture_output=True
     )
     seconds = time.monotonic() - began
     if result.returncode != 0:
@@ -172,10 +176,20 @@ def stack_settings():
         " | map(attribute='inventory_hostname') | first,"
         " 'port': (hostvars[groups['web'][0]].dcs_local_published_ports[0] | split(':'))[1] | int,"
         " 'app_root': app_root, 'celery_app': app_celery_app, 'queue': celery_default_queue,"
-        " 'redis_port': dcs_redis_port | int, 'redis_admin': dcs_redis_admin_password} | to_json }}"
+        " 'redis_port': dcs_redis_port | int, 'redis_admin': dcs_redis_admin_password,"
+        " 'broker_kind': dcs_broker} | to_json }}"
     )
     result = subprocess.run(
-        ["ansible", "localhost", "-m", "ansible.builtin.debug", "-a", f"msg={query}", "-o"],
+        [
+            "ansible",
+            "localhost",
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            f"msg={query}",
+            "-o",
+            *EXTRA_VARS,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -305,7 +319,8 @@ def redis_ceiling(broker_host, port, admin_password):
 
 
 def table(report):
-    rows = [("cold converge (site.yml)", f"{report['deploy'].get('cold_s', '-')} s")]
+    rows = [("broker", report["broker"])]
+    rows.append(("cold converge (site.yml)", f"{report['deploy'].get('cold_s', '-')} s"))
     rows.append(
         (
             "idempotent re-run",
@@ -351,8 +366,18 @@ def table(report):
                     f"deployed {after[0]}/s, default {after[1]}/s: {after[0] / after[1]:.2f}x",
                 )
             )
-    for name, rate in report.get("broker_ceiling", {}).items():
-        rows.append((f"broker ceiling: redis-benchmark {name}", f"{rate:.0f} req/s"))
+    ceiling = report.get("broker_ceiling", {})
+    for name in ("lpush", "rpop"):
+        if name in ceiling:
+            rows.append((f"broker ceiling: redis-benchmark {name}", f"{ceiling[name]:.0f} req/s"))
+    if "publish_per_s" in ceiling:
+        rows.append(
+            (
+                f"broker ceiling: kombu, {ceiling['queue_type']} queue",
+                f"publish {ceiling['publish_per_s']:.0f}/s, with confirms "
+                f"{ceiling['publish_confirmed_per_s']:.0f}/s, consume {ceiling['consume_per_s']:.0f}/s",
+            )
+        )
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
@@ -366,10 +391,21 @@ def main():
     )
     parser.add_argument("--http-seconds", type=float, default=10)
     parser.add_argument("--output", default=str(ROOT / ".cache" / "bench"))
+    parser.add_argument(
+        "--broker",
+        choices=["redis", "rabbitmq"],
+        help="deploy (and measure) with this broker instead of the inventory's dcs_broker",
+    )
     options = parser.parse_args()
+    if options.broker:
+        EXTRA_VARS.extend(["-e", f"dcs_broker={options.broker}"])
 
     settings = stack_settings()
-    report = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "deploy": {}}
+    report = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "broker": settings["broker_kind"],
+        "deploy": {},
+    }
     began = time.monotonic()
 
     if not options.no_cold:
@@ -396,10 +432,16 @@ def main():
         http_load(settings["port"], "/livez", clients, options.http_seconds) for clients in (4, 16)
     ]
     report["celery"] = celery_bench(settings, options.count, options.sleep_count)
-    if report["celery"]["deployed"]["broker"] == "redis":
+    if settings["broker_kind"] == "redis":
         log("broker ceiling: redis-benchmark")
         report["broker_ceiling"] = redis_ceiling(
             settings["broker"], settings["redis_port"], settings["redis_admin"]
+        )
+    else:
+        log("broker ceiling: kombu publisher and consumer on a quorum queue")
+        run = f"{settings['app_root']}/bin/run"
+        report["broker_ceiling"] = json.loads(
+            docker("exec", settings["web"], run, "python", f"{REMOTE_DIR}/amqp_ceiling.py")
         )
     report["seconds"] = round(time.monotonic() - began, 1)
 
