@@ -29,15 +29,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPERS = ROOT / "scripts" / "bench.d"
+sys.path.insert(0, str(HELPERS))
+from celery_load import percentiles  # noqa: E402 - the hosts' helper and this one share it
+
 REMOTE_DIR = "/var/tmp/dcs-bench"
 
 
 def log(message):
     print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
-def sh(argv, **kwargs):
-    return subprocess.run(argv, check=True, text=True, **kwargs)
 
 
 # Extra variables of every run (--broker).
@@ -60,17 +59,6 @@ def playbook(args):
         int(n) for n in re.findall(r"\bchanged=(\d+)", result.stdout.split("PLAY RECAP")[-1])
     )
     return round(seconds, 1), changed
-
-
-def percentiles(values):
-    ordered = sorted(values)
-    if not ordered:
-        return {}
-
-    def pick(fraction):
-        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
-
-    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "n": len(ordered)}
 
 
 class Client:
