@@ -121,6 +121,18 @@ def test_celery_core_options():
     assert "CELERY_TASK_DEFAULT_QUEUE_TYPE" not in conf
 
 
+def test_publishing_retries_through_a_broker_restart_of_30_seconds():
+    """Celery waits min(start + step * n, max) before retry n; together at least 30 s."""
+    conf = build_celery_settings({})
+    assert conf["CELERY_TASK_PUBLISH_RETRY"] is True
+    policy = conf["CELERY_TASK_PUBLISH_RETRY_POLICY"]
+    waits = [
+        min(policy["interval_start"] + policy["interval_step"] * n, policy["interval_max"])
+        for n in range(policy["max_retries"])
+    ]
+    assert sum(waits) >= 30
+
+
 def test_celery_numeric_options_from_env():
     conf = build_celery_settings(
         {
