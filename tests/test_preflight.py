@@ -108,6 +108,30 @@ def test_a_soft_limit_above_the_hard_limit_is_refused(tmp_path):
     assert_stopped_in_preflight(result, "soft_time_limit below time_limit")
 
 
+def test_time_limits_on_a_pool_that_cannot_enforce_them_are_refused_by_queue_and_pool(tmp_path):
+    queues = {
+        "fast": {"pool": "prefork", "concurrency": 2, "time_limit": 60, "soft_time_limit": 50},
+        "io": {"pool": "threads", "concurrency": 8, "time_limit": 60, "soft_time_limit": 50},
+    }
+    result = run_site(
+        tmp_path,
+        {
+            "celery_queues": queues,
+            "celery_default_queue": "fast",
+            "celery_worker_queues": ["fast", "io"],
+        },
+    )
+    assert_stopped_in_preflight(
+        result,
+        "queue io (pool threads) sets time_limit/soft_time_limit, which Celery enforces only",
+    )
+
+
+def test_a_gunicorn_timeout_shorter_than_the_publish_retries_is_refused(tmp_path):
+    result = run_site(tmp_path, {"gunicorn_timeout": 20})
+    assert_stopped_in_preflight(result, "gunicorn_timeout (20 s) must be longer than publishing")
+
+
 def test_a_redis_visibility_timeout_shorter_than_a_task_is_refused(tmp_path):
     result = run_site(tmp_path, {"celery_redis_visibility_timeout": 600})
     assert_stopped_in_preflight(result, "celery_redis_visibility_timeout (600 s) must be longer")

@@ -101,6 +101,9 @@ def build_celery_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
         "CELERY_TASK_PUBLISH_RETRY": True,
         "CELERY_TASK_PUBLISH_RETRY_POLICY": dict(PUBLISH_RETRY_POLICY),
+        # Storing a result retries too while the result backend restarts (no failed task).
+        "CELERY_RESULT_BACKEND_ALWAYS_RETRY": True,
+        "CELERY_RESULT_BACKEND_MAX_RETRIES": 20,
         "CELERY_ACCEPT_CONTENT": ["json"],
         "CELERY_TASK_SERIALIZER": "json",
         "CELERY_RESULT_SERIALIZER": "json",

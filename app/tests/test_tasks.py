@@ -14,7 +14,8 @@ from django.utils import timezone
 from PIL import Image
 
 from accounts.tasks import cleanup_expired_sessions
-from diagnostics.tasks import flaky, ping
+from diagnostics.models import DrillRun
+from diagnostics.tasks import PROJECT_DIR, code_dirs, drill, flaky, ping
 from images.models import Upload
 from images.tasks import resize_upload
 from inventory.models import StockItem, SyncRun
@@ -142,6 +143,18 @@ def test_ping_returns_standard_fields():
     result = ping.delay().get()
     assert_standard(result)
     assert result["pong"] is True
+
+
+def test_a_drill_task_counts_its_start_and_its_finish_and_the_code_it_ran():
+    drill.delay("unit", 1).get()
+    drill.delay("unit", 1).get()
+    run = DrillRun.objects.get(drill="unit", seq=1)
+    assert (run.executions, run.completions) == (2, 2)
+    assert run.code_dirs == [str(PROJECT_DIR)]
+
+
+def test_the_code_of_this_process_comes_from_one_directory():
+    assert code_dirs() == [str(PROJECT_DIR)]
 
 
 @pytest.mark.parametrize("failures", [0, 1, 3, 5])
