@@ -57,6 +57,7 @@ __all__ = ("celery_app",)
 """
 
 TASKS_PY = '''\
+import os
 import time
 
 from celery import shared_task
@@ -79,6 +80,18 @@ def flaky(self, failures=3, countdown=1):
     if self.request.retries < failures:
         raise self.retry(countdown=countdown, max_retries=failures)
     return {"retries": self.request.retries}
+
+
+@shared_task
+def record(drill, seq, seconds=0.0):
+    """A fault drill's task: appends "start <seq>" and "done <seq>" to a file the drills count."""
+    path = os.path.join(os.environ.get("DRILL_DIR", "/var/lib/proj"), f"drill-{drill}.log")
+    with open(path, "a") as log:
+        log.write(f"start {seq}\\n")
+    time.sleep(seconds)
+    with open(path, "a") as log:
+        log.write(f"done {seq}\\n")
+    return seq
 '''
 
 

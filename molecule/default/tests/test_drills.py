@@ -24,6 +24,7 @@ from conftest import (
     QUEUE_HOST,
     QUEUES,
     ROOT,
+    SCENARIO_VARS,
     UNIT_PREFIX,
     host,
     http,
@@ -132,13 +133,16 @@ def test_a_task_whose_pool_process_is_killed_runs_again_and_finishes_once(web, r
 def test_a_stop_under_work_lets_short_tasks_finish_and_hands_long_ones_back(
     web, notifications_host
 ):
-    """systemctl stop while a short (4 s) and a long (90 s) task run: the worker stops consuming, the
-    short one finishes within the shutdown timeout, the long one is cancelled and goes back to the
-    broker; nothing is SIGKILLed. Started again, the worker finishes the long one: each once."""
+    """systemctl stop while a short (4 s) and a long task (the shutdown timeout + 10 s) run: the
+    worker stops consuming, the short one finishes within the shutdown timeout, the long one is
+    cancelled and goes back to the broker; nothing is SIGKILLed. Started again, the worker finishes
+    the long one: each once."""
     name = unit(NOTIFICATIONS)
-    timeout = QUEUES[NOTIFICATIONS].get("shutdown_timeout", 30)
+    timeout = int(
+        QUEUES[NOTIFICATIONS].get("shutdown_timeout", SCENARIO_VARS["celery_soft_shutdown_timeout"])
+    )
     send(web, "stop-short", NOTIFICATIONS, 4)
-    send(web, "stop-long", NOTIFICATIONS, 90)
+    send(web, "stop-long", NOTIFICATIONS, timeout + 10)
     wait_for(web, "stop-long", started(1), 60)
     assert started(1)(runs(web, "stop-short"))
     began = time.monotonic()
@@ -147,7 +151,7 @@ def test_a_stop_under_work_lets_short_tasks_finish_and_hands_long_ones_back(
     log = journal(notifications_host, name, 80)
     short = counts(runs(web, "stop-short"), 1)
     assert short == {"sent": 1, "done": 1, "duplicated": 0, "lost": 0, "executions": 1}
-    # Bounded by the shutdown timeout (plus the cold shutdown), not by the 90 s task.
+    # Bounded by the shutdown timeout (plus the cold shutdown), not by the long task.
     assert timeout <= took < timeout + 15, log
     assert "Killing process" not in log and "SIGKILL" not in log, log
     notifications_host.run_expect([0], f"systemctl start {name}")
@@ -242,24 +246,46 @@ class Publisher:
         )
 
 
+def held_by_redis(on, drill: str) -> set[int]:
+    """Seqs of the drill's tasks in Redis's `unacked` hash: delivered to a worker, never acknowledged,
+    handed out again when celery_redis_visibility_timeout has passed (kombu's Redis transport)."""
+    return set(
+        django(
+            on,
+            "with app.connection_for_write() as conn:\n"
+            "    held = conn.default_channel.client.hvals('unacked')\n"
+            "args = [json.loads(v)[0]['headers'].get('argsrepr', '') for v in held]\n"
+            f"print(json.dumps([int(a.split(',')[1]) for a in args if {drill!r} in a]))",
+        )
+    )
+
+
 def test_a_broker_restart_under_publish_and_consume_load_fails_no_request_and_loses_no_task(
     web, broker
 ):
     """Requests enqueue drill tasks through the API at 5 a second while Redis restarts: publishing
-    retries until the broker is back (no 500), consuming resumes, every task finishes; duplicates
-    at most a prefetch window."""
+    retries until the broker is back (no failed request), consuming resumes, and every task finishes,
+    but those a worker had reserved when the connection dropped: kombu could not hand them back to a
+    broker that was down, so they wait in Redis's `unacked` hash for the visibility timeout (2 h),
+    delayed, not lost. At most a prefetch window of them, as of duplicates. (RabbitMQ redelivers them
+    at once: molecule/rabbitmq/tests/test_drills_rabbitmq.py.)"""
     publisher = Publisher(web, "broker-restart").start()
     time.sleep(4)
     broker.run_expect([0], "systemctl restart redis-server")
     time.sleep(8)
     http_counts = publisher.stop()
     sent = http_counts["sent"]
-    state = wait_for(web, "broker-restart", all_done(sent), 120)
-    numbers = report("broker-restart", {**counts(state, sent), **http_counts})
+    state = wait_for(web, "broker-restart", all_done(sent), 60)
+    held = held_by_redis(web, "broker-restart")
+    numbers = counts(state, sent)
+    numbers = report(
+        "broker-restart",
+        {**numbers, "lost": numbers["lost"] - len(held), "delayed": len(held), **http_counts},
+    )
     assert http_counts["statuses"] == {"202": sent}, numbers
     window = QUEUES[NOTIFICATIONS]["concurrency"] * QUEUES[NOTIFICATIONS]["prefetch_multiplier"]
-    assert numbers["lost"] == 0 and numbers["done"] == sent, numbers
-    assert numbers["duplicated"] <= window, numbers
+    assert numbers["lost"] == 0 and numbers["done"] + numbers["delayed"] == sent, numbers
+    assert numbers["delayed"] <= window and numbers["duplicated"] <= window, numbers
 
 
 def test_a_database_restart_makes_healthz_fail_then_recover_and_db_tasks_retry(web):
@@ -304,7 +330,7 @@ def released(web):
     """A new release (same code under another release id) deployed with playbooks/deploy.yml while
     requests enqueue tasks: (release before, release after, HTTP counts, the deploy's output)."""
     before = release_of(web)
-    publisher = Publisher(web, "release", rate=3).start()
+    publisher = Publisher(web, "release", rate=2).start()
     result = dcs_testlib.run_playbook(
         "playbooks/deploy.yml", {"app_release_id": f"drill-{int(time.time())}"}
     )

@@ -3,6 +3,7 @@ write it, the settings the deployment owns, Celery's queues, Beat and Flower. Th
 runs these against the reference app, the rabbitmq scenario against a generated third-party project."""
 
 import json
+import re
 import time
 
 import pytest
@@ -47,6 +48,18 @@ def test_each_host_runs_the_services_of_its_groups(name, unit):
     service = host(name).service(unit)
     assert service.is_running, journal(host(name), unit)
     assert service.is_enabled
+
+
+APP_SERVICES = [(name, unit) for name, unit in SERVICES if unit.startswith(APP)]
+
+
+@pytest.mark.parametrize(("name", "unit"), [s for s in APP_SERVICES if s[1].endswith(".service")])
+def test_each_app_service_runs_in_the_shared_sandbox_scoring_at_most_2(name, unit):
+    """systemd-analyze security: 0 is fully locked down, 10 fully exposed; Debian's redis unit
+    scores 1.1. Every Gunicorn, worker, Beat and Flower unit renders dcs.stack.systemd_hardening."""
+    report = host(name).check_output(f"systemd-analyze security {unit} | tail -n 1")
+    exposure = float(re.search(r"level for \S+: (\d+\.\d+)", report).group(1))
+    assert exposure <= 2.0, report
 
 
 @pytest.mark.parametrize("name", WORKERS)

@@ -78,3 +78,37 @@ def test_a_failing_hook_before_the_switch_stops_the_deploy(releases):
         },
     )
     failed(result, "refusing")
+
+
+def test_a_release_with_a_deployment_check_warning_stops_the_deploy_with_tls_on(releases):
+    # HSTS off: `check --deploy` warns (security.W004); with TLS on a warning stops the deploy.
+    result = run_playbook(
+        "playbooks/deploy.yml", {"app_django_settings_extra": {"SECURE_HSTS_SECONDS": 0}}
+    )
+    failed(result, "security.W004")
+
+
+def test_a_web_host_failing_its_health_check_stops_the_rolling_deploy_there(web, worker, scheduler):
+    """The first batch (the web host) switches to a new release but does not pass its health check
+    (a path that answers 404): the play stops, the other app hosts keep the release they ran. The
+    next good deploy brings the web host back in line."""
+    before = {
+        name: h.file(f"{ROOT}/current").linked_to
+        for name, h in (("web", web), ("worker", worker), ("scheduler", scheduler))
+    }
+    result = run_playbook(
+        "playbooks/deploy.yml",
+        {
+            "app_django_settings_extra": {"DCS_TEST_RELEASE": "fails its health check"},
+            "app_health_check_path": "/no-such-health-check/",
+            "app_health_check_retries": 3,
+        },
+    )
+    failed(result, "Wait until the health check answers through nginx")
+    assert web.file(f"{ROOT}/current").linked_to != before["web"]
+    assert worker.file(f"{ROOT}/current").linked_to == before["worker"]
+    assert scheduler.file(f"{ROOT}/current").linked_to == before["scheduler"]
+    result = run_playbook("playbooks/deploy.yml", {})
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert web.file(f"{ROOT}/current").linked_to == before["web"]
+    assert send(web, "proj.tasks.where")["hostname"] == f"jobs@{WORKER}"

@@ -177,3 +177,14 @@ def test_reload_replaces_workers_but_keeps_the_master(host):
     assert main_pid(host) == master
     assert len(host.check_output(f"ps -o pid= --ppid {master}").split()) == WORKERS
     assert host.run(f"{HEALTHZ} -f -o /dev/null").rc == 0
+
+
+def test_gunicorn_workers_run_in_the_release_directory_not_current(host):
+    """gunicorn.conf.py names the release (a new one reloads into it); each worker's working
+    directory is that release, so it imports from it alone."""
+    release = host.file(f"{ROOT}/current").linked_to
+    assert f'chdir = "{release}"' in host.file(f"/etc/{APP}/gunicorn.conf.py").content_string
+    master = host.check_output(f"systemctl show --property=MainPID --value {SERVICE_UNIT}")
+    workers = host.check_output(f"pgrep -P {master}").split()
+    assert workers
+    assert {host.check_output(f"readlink /proc/{pid}/cwd") for pid in workers} == {release}
