@@ -184,6 +184,22 @@ def test_flower_metrics_are_denied_outside_the_scrape_network(worker):
     assert http(worker, "GET", "/flower/metrics", server=SCHEDULER)[0] == 403
 
 
+def test_flower_is_denied_to_hosts_outside_the_allowed_networks():
+    """Loopback and the app hosts only (flower_allow): the database host gets 403 before any
+    password is asked."""
+    credentials = f"admin:{secret('flower_password')}"
+    status, _ = http(
+        host(DATABASE), "GET", "/flower/api/workers", server=SCHEDULER, basic=credentials
+    )
+    assert status == 403
+
+
+def test_nginx_names_no_version_in_its_headers_or_error_pages(web):
+    status, text = http(web, "GET", "/static/no-such-file.css")
+    assert status == 404
+    assert "<center>nginx</center>" in text
+
+
 def address(name: str) -> str:
     """The private address of an inventory host (its default route's)."""
     return host(name).check_output(
