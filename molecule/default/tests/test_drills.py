@@ -32,6 +32,8 @@ from conftest import (
     secret,
 )
 
+# Each run's drill names are its own: a second verify on the same hosts counts afresh.
+RUN = time.strftime("%H%M%S")
 REPORTS = "reports"  # concurrency 1, one worker host of its own: the drills know who runs what
 NOTIFICATIONS = "notifications"
 
@@ -53,6 +55,7 @@ def django(on, body: str):
 
 
 def send(on, drill: str, queue: str, seconds: float, count: int = 1, **options) -> list[str]:
+    drill = f"{drill}-{RUN}"
     return django(
         on,
         f"ids = [app.send_task('diagnostics.tasks.drill', args=[{drill!r}, seq, {seconds!r}],"
@@ -63,6 +66,7 @@ def send(on, drill: str, queue: str, seconds: float, count: int = 1, **options) 
 
 def runs(on, drill: str) -> dict[int, dict]:
     """seq -> {executions, completions, code_dirs} of the drill's tasks."""
+    drill = f"{drill}-{RUN}"
     rows = django(
         on,
         f"print(json.dumps(list(DrillRun.objects.filter(drill={drill!r})"
@@ -146,15 +150,17 @@ def test_a_stop_under_work_lets_short_tasks_finish_and_hands_long_ones_back(
     wait_for(web, "stop-long", started(1), 60)
     assert started(1)(runs(web, "stop-short"))
     began = time.monotonic()
-    notifications_host.run_expect([0], f"systemctl stop {name}")
-    took = time.monotonic() - began
-    log = journal(notifications_host, name, 80)
-    short = counts(runs(web, "stop-short"), 1)
+    try:
+        notifications_host.run_expect([0], f"systemctl stop {name}")
+        took = time.monotonic() - began
+        log = journal(notifications_host, name, 80)
+        short = counts(runs(web, "stop-short"), 1)
+    finally:
+        notifications_host.run_expect([0], f"systemctl start {name}")
     assert short == {"sent": 1, "done": 1, "duplicated": 0, "lost": 0, "executions": 1}
     # Bounded by the shutdown timeout (plus the cold shutdown), not by the long task.
     assert timeout <= took < timeout + 15, log
     assert "Killing process" not in log and "SIGKILL" not in log, log
-    notifications_host.run_expect([0], f"systemctl start {name}")
     long = report("stop", counts(wait_for(web, "stop-long", all_done(1), 150), 1))
     assert long == {"sent": 1, "done": 1, "duplicated": 0, "lost": 0, "executions": 2}
     print(f"drill stop: systemctl stop took {took:.1f} s (shutdown timeout {timeout} s)")
@@ -166,7 +172,7 @@ def test_a_task_over_its_hard_time_limit_is_killed_once_and_not_delivered_again(
     back in a loop."""
     (task_id,) = django(
         web,
-        "print(json.dumps([app.send_task('diagnostics.tasks.drill', args=['hard-limit', 0, 30],"
+        f"print(json.dumps([app.send_task('diagnostics.tasks.drill', args=['hard-limit-{RUN}', 0, 30],"
         f" kwargs={{'ignore_soft_limit': True}}, queue={REPORTS!r}, time_limit=4,"
         " soft_time_limit=2).id]))",
     )
@@ -225,7 +231,7 @@ class Publisher:
     def __init__(self, on, drill: str, rate: float = 5):
         self.on, self.drill = on, drill
         self.base = f"/var/tmp/publisher-{drill}"
-        args = (secret("app_task_api_token"), drill, str(rate), f"{self.base}.stop")
+        args = (secret("app_task_api_token"), f"{drill}-{RUN}", str(rate), f"{self.base}.stop")
         self.command = f"python3 -c {shlex.quote(_PUBLISHER)} {' '.join(map(shlex.quote, args))}"
 
     def start(self) -> "Publisher":
@@ -249,6 +255,7 @@ class Publisher:
 def held_by_redis(on, drill: str) -> set[int]:
     """Seqs of the drill's tasks in Redis's `unacked` hash: delivered to a worker, never acknowledged,
     handed out again when celery_redis_visibility_timeout has passed (kombu's Redis transport)."""
+    drill = f"{drill}-{RUN}"
     return set(
         django(
             on,

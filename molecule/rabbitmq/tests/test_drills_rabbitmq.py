@@ -13,6 +13,8 @@ import time
 import pytest
 from conftest import APP, CELERY_APP, QUEUES, UNIT_PREFIX, WORKER, host, with_app
 
+# Each run's drill names are its own: a second verify on the same hosts counts afresh.
+RUN = time.strftime("%H%M%S")
 QUEUE = "jobs"  # where proj.tasks.* go (inventory/group_vars/third_party.yml)
 
 
@@ -60,7 +62,7 @@ def test_a_worker_killed_as_a_whole_has_its_task_delivered_again_and_finished_on
     """SIGKILL to every process of the unit (systemctl kill), or to the worker's main process only
     (its pool children follow it): RabbitMQ hands the unacknowledged task to the restarted worker."""
     worker = host(WORKER)
-    drill = f"kill-{how}"
+    drill = f"kill-{how}-{RUN}"
     send(drill, 1, 6)
     wait_for(drill, "start ", 1, 60)
     if how == "unit":
@@ -97,7 +99,7 @@ def test_a_broker_restart_under_publish_and_consume_load_loses_no_task(broker):
     returns (the retry policy waits for the broker; confirms make it durable), every task finishes,
     duplicates at most a prefetch window."""
     worker = host(WORKER)
-    drill = "broker-restart"
+    drill = f"broker-restart-{RUN}"
     code = _PUBLISHER.format(celery_app=CELERY_APP, seconds=20, drill=drill)
     out = f"/var/tmp/publisher-{drill}.out"
     worker.run_expect(
