@@ -47,7 +47,22 @@ def test_app_user_with_a_wrong_password_is_refused(host):
 
 @pytest.mark.parametrize(
     "command",
-    ["FLUSHALL", "FLUSHDB", "CONFIG GET maxmemory", "SHUTDOWN NOSAVE", "ACL LIST"],
+    [
+        "FLUSHALL",
+        "FLUSHDB",
+        "CONFIG GET maxmemory",
+        "SHUTDOWN NOSAVE",
+        "ACL LIST",
+        "SWAPDB 0 1",
+        "SCRIPT FLUSH",
+        "FUNCTION FLUSH",
+        "CLIENT KILL ID 999999",
+        "RESTORE k 0 x",
+        "PSYNC '?' -1",
+        "KEYS '*'",
+        "EVAL 'return 1' 0",
+        "DEBUG SLEEP 0",
+    ],
 )
 def test_app_user_cannot_run_dangerous_commands(host, broker_vars, command):
     result = cli(host, command, user="app", password=broker_vars["redis_app_password"])
