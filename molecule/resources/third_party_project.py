@@ -84,13 +84,15 @@ def flaky(self, failures=3, countdown=1):
 
 @shared_task
 def record(drill, seq, seconds=0.0):
-    """A fault drill's task: appends "start <seq>" and "done <seq>" to a file the drills count."""
+    """A fault drill's task: appends "start <seq>" and "done <seq> <where this code came from>" to a
+    file the drills count."""
     path = os.path.join(os.environ.get("DRILL_DIR", "/var/lib/proj"), f"drill-{drill}.log")
     with open(path, "a") as log:
         log.write(f"start {seq}\\n")
     time.sleep(seconds)
+    code = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(path, "a") as log:
-        log.write(f"done {seq}\\n")
+        log.write(f"done {seq} {code}\\n")
     return seq
 '''
 

@@ -6,6 +6,7 @@ import json
 import re
 import time
 
+import dcs_testlib
 import pytest
 from conftest import (
     APP,
@@ -16,6 +17,7 @@ from conftest import (
     HOSTILE,
     NODES,
     ROOT,
+    SCENARIO_VARS,
     SCHEDULER,
     SETTINGS_MODULE,
     UNIT_PREFIX,
@@ -103,6 +105,39 @@ def test_django_check_deploy_reports_no_warning(web):
     result = web.run(f"{ROOT}/bin/manage check --deploy --fail-level WARNING")
     assert result.rc == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+_DATABASE_TLS = """
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+import django
+django.setup()
+import psycopg
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    over_tls = cursor.fetchone()[0]
+s = connection.settings_dict
+try:
+    psycopg.connect(host=s["HOST"], port=s["PORT"], dbname=s["NAME"], user=s["USER"],
+                    password=s["PASSWORD"], sslmode="disable", connect_timeout=5).close()
+    plain = "accepted"
+except psycopg.OperationalError as error:
+    plain = "refused" if "no encryption" in str(error) else str(error)
+print(json.dumps([over_tls, plain]))
+"""
+
+
+def test_the_database_refuses_plain_connections_when_the_inventory_requires_tls(web):
+    """dcs_database_require_tls: the app's own connection runs over TLS, and the same user from the
+    same host without TLS is refused (pg_hba hostssl). Off, a plain connection is accepted."""
+    result = dcs_testlib.python(web, _DATABASE_TLS, APP, user=APP)
+    assert result.rc == 0, result.stdout + result.stderr
+    over_tls, plain = json.loads(result.stdout.strip().splitlines()[-1])
+    if str(SCENARIO_VARS.get("dcs_database_require_tls", False)).lower() == "true":
+        assert (over_tls, plain) == (True, "refused")
+    else:
+        assert plain == "accepted"
 
 
 def test_migrations_ran_against_postgresql(web, database):
