@@ -11,12 +11,14 @@ out, for the deployment to take as it is:
 - requirements.txt (Django and Celery only: no gunicorn, flower, psycopg or Redis client) and the
   lock that `scripts/lock` makes of it.
 
+--lock-hashes makes the lock carry every package's hashes (scripts/lock with DCS_LOCK_HASHES=1).
 --override-default-queue appends `app.conf.update(CELERY_TASK_DEFAULT_QUEUE=QUEUE)` to celery.py, an
 override that takes effect over Django's settings: the mistake the deployment's effective-settings
 check must catch. Does nothing when DEST already holds a lock.
 """
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +103,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("dest", type=Path)
     parser.add_argument("--override-default-queue", default="")
+    parser.add_argument(
+        "--lock-hashes", action="store_true", help="a lock with hashes (DCS_LOCK_HASHES=1)"
+    )
     args = parser.parse_args()
     dest: Path = args.dest
     if (dest / "requirements.lock").exists():
@@ -121,7 +126,8 @@ def main() -> int:
     (package / "__init__.py").write_text(INIT_PY)
     (package / "tasks.py").write_text(TASKS_PY)
     (dest / "requirements.txt").write_text("Django==6.0.10\ncelery==5.6.3\n")
-    subprocess.run([str(ROOT / "scripts" / "lock"), str(dest)], check=True)
+    env = {**os.environ, "DCS_LOCK_HASHES": "1" if args.lock_hashes else "0"}
+    subprocess.run([str(ROOT / "scripts" / "lock"), str(dest)], check=True, env=env)
     return 0
 
 

@@ -2,6 +2,7 @@
 settings, Celery's documented celery.py, a tasks module and a lock (prepare.yml generates it)."""
 
 import os
+import shlex
 from pathlib import Path
 
 from conftest import APP, ROOT, WORKER, send
@@ -42,3 +43,25 @@ def test_the_before_switch_hook_ran_in_the_new_release_as_the_app_user(web, work
         record = host.file(f"/var/lib/{APP}/before-switch.txt")
         assert record.user == APP
         assert record.content_string.strip() == host.file(f"{ROOT}/current").linked_to
+
+
+def test_its_lock_carries_hashes_and_the_hosts_install_only_wheels_that_match(worker):
+    """The project's lock has hashes (scripts/lock with DCS_LOCK_HASHES=1): the control node downloaded
+    in pip's hash-checking mode, recorded each wheel's SHA-256 in the host lock, and the hosts install
+    with --require-hashes: a wheel changed after that is refused."""
+    assert "--hash=sha256:" in (SOURCE / "requirements.lock").read_text()
+    (wheelhouse,) = worker.check_output(f"ls -d {ROOT}/wheelhouse/*/").split()
+    lock = worker.file(f"{wheelhouse}requirements.lock").content_string
+    pins = [line for line in lock.splitlines() if line and not line.startswith("#")]
+    assert pins and all(" --hash=sha256:" in line for line in pins), lock
+    script = (
+        "set -e; rm -rf /var/tmp/tampered /var/tmp/tamper-venv; "
+        f"cp -r {wheelhouse} /var/tmp/tampered; "
+        'wheel=$(ls /var/tmp/tampered/*.whl | head -n 1); printf x >> "$wheel"; '
+        "python3 -m venv /var/tmp/tamper-venv; "
+        "/var/tmp/tamper-venv/bin/pip install --no-index --find-links /var/tmp/tampered "
+        "--require-hashes -r /var/tmp/tampered/requirements.lock"
+    )
+    result = worker.run(f"bash -c {shlex.quote(script)}")
+    assert result.rc != 0
+    assert "DO NOT MATCH THE HASHES" in result.stdout + result.stderr

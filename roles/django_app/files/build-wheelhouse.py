@@ -6,11 +6,18 @@
 The application hosts cannot reach PyPI, so everything they install comes from here. pip resolves
 both files at once, so a conflict surfaces now, on the control node, with both requirements named:
 first between pins of the same package in two files, then anything pip's resolver reports. On
-success DIR holds the wheels and DIR/requirements.lock, the resolved set (name==version per wheel),
-which the hosts install with --no-index; DIR.tar is the same, packed for the copy.
+success DIR holds the wheels and DIR/requirements.lock, the resolved set (name==version per wheel,
+with the SHA-256 of the very file downloaded), which the hosts install with --no-index and
+--require-hashes; DIR.tar is the same, packed for the copy.
+
+A lock that carries hashes (`--hash=sha256:...`, e.g. `scripts/lock` with DCS_LOCK_HASHES=1) is
+downloaded once on its own first, in pip's hash-checking mode: a wheel that does not match its hash
+stops the build. (The joint resolve that follows cannot be in that mode: the bundle's lock names
+`celery[redis]` without a version, so that the project's Celery pin applies.)
 """
 
 import argparse
+import hashlib
 import re
 import shutil
 import subprocess
@@ -29,7 +36,8 @@ def pins(label: str, path: Path) -> dict[str, tuple[str, str]]:
     """canonical name -> (version, "label path:line 'text'") of every `name==version` line."""
     found = {}
     for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
+        # A hashed lock continues a pin's line with its --hash options.
+        line = raw.split("#", 1)[0].strip().removesuffix("\\").strip()
         if not line or line.startswith("-"):
             continue
         match = _NAME.match(line.split(";", 1)[0])
@@ -52,9 +60,21 @@ def pin_conflicts(files: list[tuple[str, Path]]) -> list[str]:
     return conflicts
 
 
-def wheel_requirement(filename: str) -> str:
-    name, version = filename.split("-")[:2]
-    return f"{canonical(name)}=={version}"
+def wheel_requirement(path: Path) -> str:
+    name, version = path.name.split("-")[:2]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"{canonical(name)}=={version} --hash=sha256:{digest}"
+
+
+def has_hashes(path: Path) -> bool:
+    return "--hash=" in path.read_text()
+
+
+def without_hashes(path: Path, dest: Path) -> Path:
+    """A copy of a hashed lock without its hash options (continuation lines joined)."""
+    text = path.read_text().replace("\\\n", " ")
+    dest.write_text(re.sub(r"\s--hash=\S+", "", text))
+    return dest
 
 
 def main() -> int:
@@ -81,14 +101,34 @@ def main() -> int:
 
     partial = args.dest.with_name(args.dest.name + ".part")
     shutil.rmtree(partial, ignore_errors=True)
-    command = [
+    partial.mkdir(parents=True)
+    download = [
         args.python, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
         "--only-binary=:all:", "--implementation", "cp",
         "--python-version", args.python_version, "--abi", args.abi,
         *[option for platform in args.platform for option in ("--platform", platform)],
-        *[option for _, path in files for option in ("--requirement", str(path))],
         "--dest", str(partial),
     ]  # fmt: skip
+    for label, path in files:
+        if has_hashes(path):
+            checked = subprocess.run(
+                [*download, "--require-hashes", "--no-deps", "--requirement", str(path)],
+                capture_output=True,
+                text=True,
+            )
+            if checked.returncode != 0:
+                for line in [line for line in checked.stderr.splitlines() if line.strip()][-25:]:
+                    print(f"pip: {line}", file=sys.stderr)
+                print(
+                    f"hashes: the {label} lock {path} does not match what PyPI serves.",
+                    file=sys.stderr,
+                )
+                return 4
+    resolve = [
+        without_hashes(path, partial / f".{label}.unhashed") if has_hashes(path) else path
+        for label, path in files
+    ]
+    command = [*download, *[option for path in resolve for option in ("--requirement", str(path))]]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         # pip's own words name the requirements in conflict ("The conflict is caused by: ...").
@@ -109,11 +149,13 @@ def main() -> int:
         )
         return 2
 
-    wheels = sorted(p.name for p in partial.glob("*.whl"))
+    for unhashed in partial.glob(".*.unhashed"):
+        unhashed.unlink()
+    wheels = sorted(partial.glob("*.whl"))
     (partial / "requirements.lock").write_text(
         "# Resolved on the control node from "
         + " + ".join(f"{label} ({path.name})" for label, path in files)
-        + f" for Python {args.python_version}.\n"
+        + f" for Python {args.python_version}; each wheel's SHA-256 (pip --require-hashes).\n"
         + "".join(f"{wheel_requirement(wheel)}\n" for wheel in wheels)
     )
     shutil.rmtree(args.dest, ignore_errors=True)
