@@ -13,6 +13,7 @@ one more completion. The counts are printed (pytest -s, and the scenario log) an
 
 import json
 import shlex
+import subprocess
 import time
 
 import dcs_testlib
@@ -315,6 +316,31 @@ def test_a_database_restart_makes_healthz_fail_then_recover_and_db_tasks_retry(w
     assert status == 200
     numbers = report("db-restart", counts(wait_for(web, "db-restart", all_done(5), 90), 5))
     assert numbers["done"] == 5 and numbers["lost"] == 0 and numbers["duplicated"] == 0, numbers
+
+
+def test_a_worker_host_restart_is_a_clean_shutdown_that_brings_every_unit_back(web, reports_host):
+    """`docker restart` of a worker host while a 3 s task runs: the container's stop signal is
+    systemd's own (SIGRTMIN+3), so systemd stops every unit in order (the worker's bounded shutdown:
+    the task finishes) instead of ignoring SIGTERM until docker's SIGKILL; after the boot every
+    queue's unit runs again."""
+    name = QUEUE_HOST[REPORTS]
+    send(web, "host-restart", REPORTS, 3)
+    wait_for(web, "host-restart", started(1), 60)
+    began = time.monotonic()
+    subprocess.run(["docker", "restart", name], check=True, capture_output=True, timeout=180)
+    took = time.monotonic() - began
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        state = reports_host.run(f"systemctl is-active {unit(REPORTS)}").stdout.strip()
+        if state == "active":
+            break
+        time.sleep(1)
+    assert state == "active"
+    numbers = report("host-restart", counts(wait_for(web, "host-restart", all_done(1), 90), 1))
+    print(f"drill host-restart: docker restart took {took:.1f} s")
+    assert numbers == {"sent": 1, "done": 1, "duplicated": 0, "lost": 0, "executions": 1}
+    # A SIGKILL would have come after the container's stop timeout (90 s).
+    assert took < 60
 
 
 def test_every_app_unit_runs_its_release_directory_not_current(web, reports_host):
