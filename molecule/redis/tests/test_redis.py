@@ -60,7 +60,7 @@ def test_app_user_with_a_wrong_password_is_refused(host):
         "RESTORE k 0 x",
         "PSYNC '?' -1",
         "KEYS '*'",
-        "EVAL 'return 1' 0",
+        "FUNCTION DELETE nosuchlib",
         "DEBUG SLEEP 0",
     ],
 )
