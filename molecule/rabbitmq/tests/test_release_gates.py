@@ -2,6 +2,7 @@
 playbooks/deploy.yml as an operator would, and every app host must still run its previous release."""
 
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -92,10 +93,12 @@ def test_a_web_host_failing_its_health_check_stops_the_rolling_deploy_there(web,
     """The first batch (the web host) switches to a new release but does not pass its health check
     (a path that answers 404): the play stops, the other app hosts keep the release they ran. The
     next good deploy brings the web host back in line."""
-    before = {
-        name: h.file(f"{ROOT}/current").linked_to
-        for name, h in (("web", web), ("worker", worker), ("scheduler", scheduler))
-    }
+    hosts = {"web": web, "worker": worker, "scheduler": scheduler}
+    before = {name: h.file(f"{ROOT}/current").linked_to for name, h in hosts.items()}
+    # The project's before_switch hook records where it ran, on every host (it runs before any batch
+    # switches); put the records back afterwards for test_third_party.py.
+    hook_record = f"/var/lib/{APP}/before-switch.txt"
+    records = {name: h.file(hook_record).content_string for name, h in hosts.items()}
     result = run_playbook(
         "playbooks/deploy.yml",
         {
@@ -108,7 +111,10 @@ def test_a_web_host_failing_its_health_check_stops_the_rolling_deploy_there(web,
     assert web.file(f"{ROOT}/current").linked_to != before["web"]
     assert worker.file(f"{ROOT}/current").linked_to == before["worker"]
     assert scheduler.file(f"{ROOT}/current").linked_to == before["scheduler"]
-    result = run_playbook("playbooks/deploy.yml", {})
+    # The release every host ran before, by its id: the web host switches back to it.
+    result = run_playbook("playbooks/deploy.yml", {"app_release_id": Path(before["web"]).name})
     assert result.returncode == 0, result.stdout[-6000:]
-    assert web.file(f"{ROOT}/current").linked_to == before["web"]
+    assert {name: h.file(f"{ROOT}/current").linked_to for name, h in hosts.items()} == before
     assert send(web, "proj.tasks.where")["hostname"] == f"jobs@{WORKER}"
+    for name, h in hosts.items():
+        h.run_expect([0], f"printf %s {shlex.quote(records[name])} > {hook_record}")
