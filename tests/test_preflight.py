@@ -84,6 +84,12 @@ def test_two_schedulers_are_refused(tmp_path):
     assert_stopped_in_preflight(result, "it must have exactly one: two Celery Beats")
 
 
+def test_a_rabbitmq_cluster_of_two_nodes_is_refused(tmp_path):
+    second = "all:\n  children:\n    broker:\n      hosts:\n        dcs-local-broker2: {}\n"
+    result = run_site(tmp_path, {"dcs_broker": "rabbitmq"}, second, limit="")
+    assert_stopped_in_preflight(result, "a 2-node RabbitMQ cluster stops when either node does")
+
+
 def test_a_missing_secret_is_named(tmp_path):
     result = run_site(tmp_path, {"vault_flower_password": ""})
     assert_stopped_in_preflight(result, "vault_flower_password is missing")

@@ -60,6 +60,7 @@ __all__ = ("celery_app",)
 
 TASKS_PY = '''\
 import os
+import socket
 import time
 
 from celery import shared_task
@@ -86,15 +87,38 @@ def flaky(self, failures=3, countdown=1):
 
 @shared_task
 def record(drill, seq, seconds=0.0):
-    """A fault drill's task: appends "start <seq>" and "done <seq> <where this code came from>" to a
-    file the drills count."""
-    path = os.path.join(os.environ.get("DRILL_DIR", "/var/lib/proj"), f"drill-{drill}.log")
-    with open(path, "a") as log:
-        log.write(f"start {seq}\\n")
+    """A fault drill's task, counted in PostgreSQL: each run adds a "start" event, then (in one
+    transaction) claims (drill, seq) in drill_done, whose primary key lets a redelivered task complete
+    only once, and adds a "done" event saying where this code came from and which host ran it."""
+    from django.db import connection, transaction
+
+    host = socket.gethostname()
+    with transaction.atomic(), connection.cursor() as cursor:
+        # One creator at a time: concurrent CREATE TABLE IF NOT EXISTS can collide in PostgreSQL.
+        cursor.execute("SELECT pg_advisory_xact_lock(4242)")
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS drill_event (drill text, seq int, event text, host text,"
+            " code text, at timestamptz DEFAULT now())"
+        )
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS drill_done (drill text, seq int, PRIMARY KEY (drill, seq))"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO drill_event (drill, seq, event, host) VALUES (%s, %s, 'start', %s)",
+            [drill, seq, host],
+        )
     time.sleep(seconds)
     code = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with open(path, "a") as log:
-        log.write(f"done {seq} {code}\\n")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO drill_done (drill, seq) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            [drill, seq],
+        )
+        cursor.execute(
+            "INSERT INTO drill_event (drill, seq, event, host, code) VALUES (%s, %s, 'done', %s, %s)",
+            [drill, seq, host, code],
+        )
     return seq
 '''
 

@@ -3,7 +3,7 @@
 HTTP requests are made from inside the web and scheduler containers to their own nginx on
 localhost, the way a client on those hosts would; Celery commands run on the worker as the app
 user with the app's environment (bin/celery, bin/run). The default scenario deploys the reference
-app; the rabbitmq scenario a generated third-party project: APP and CELERY_APP come from the inventory.
+app; the cluster scenario a generated third-party project: APP and CELERY_APP come from the inventory.
 """
 
 import json
@@ -21,7 +21,8 @@ WEB = INVENTORY.get_hosts("web")[0]
 WORKERS: list[str] = INVENTORY.get_hosts("workers")
 WORKER = WORKERS[0]
 SCHEDULER = INVENTORY.get_hosts("scheduler")[0]
-BROKER = INVENTORY.get_hosts("broker")[0]
+BROKERS: list[str] = INVENTORY.get_hosts("broker")
+BROKER = BROKERS[0]
 DATABASE = INVENTORY.get_hosts("database")[0]
 APP_HOSTS: list[str] = sorted(set(INVENTORY.get_hosts("web") + WORKERS + [SCHEDULER]))
 SCENARIO_VARS = INVENTORY.get_variables(WEB)

@@ -277,7 +277,7 @@ def test_a_broker_restart_under_publish_and_consume_load_fails_no_request_and_lo
     broker that was down, so they wait in Redis's `unacked` hash for the visibility timeout (2 h),
     delayed, not lost. Likewise a task that finished while Redis was down could not be acknowledged:
     Redis will deliver it again then (a duplicate to come). Each at most a prefetch window. (RabbitMQ
-    redelivers at once: molecule/rabbitmq/tests/test_drills_rabbitmq.py.)"""
+    redelivers at once: molecule/cluster/tests/test_drills_cluster.py.)"""
     publisher = Publisher(web, "broker-restart").start()
     time.sleep(4)
     broker.run_expect([0], "systemctl restart redis-server")

@@ -1,6 +1,6 @@
 """Any deployed project, tier by tier: the services each host runs, the release they run and who may
 write it, the settings the deployment owns, Celery's queues, Beat and Flower. The default scenario
-runs these against the reference app, the rabbitmq scenario against a generated third-party project."""
+runs these against the reference app, the cluster scenario against a generated third-party project."""
 
 import json
 import re

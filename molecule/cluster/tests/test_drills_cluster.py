@@ -1,0 +1,346 @@
+"""Fault drills on the cluster: a worker killed as a whole; the RabbitMQ node leading a Celery queue
+stopped, then the next leader killed, under publish and consume load; a worker host lost mid-run; a
+rolling restart of the broker cluster by its playbook under load; a rolling release over two web hosts.
+
+The project's drill task (proj.tasks.record) counts in PostgreSQL: a "start" event per execution,
+then, in one transaction, a claim of (drill, seq) in drill_done (its primary key lets a redelivered
+task complete once) and a "done" event with the host and the code's directory. The drills count sent
+(what the publisher sent), done (claims), lost (sent - done), executions (starts) and duplicated (tasks
+that ran to the end more than once: at-least-once delivery, made harmless by the claim).
+"""
+
+import collections
+import json
+import shlex
+import subprocess
+import time
+
+import pytest
+from conftest import (
+    APP,
+    BROKERS,
+    CELERY_APP,
+    DATABASE,
+    INVENTORY,
+    UNIT_PREFIX,
+    WORKER,
+    WORKERS,
+    host,
+    with_app,
+)
+from dcs_testlib import run_playbook
+
+# Each run's drill names are its own: a second verify on the same hosts counts afresh.
+RUN = time.strftime("%H%M%S")
+QUEUE = (
+    "jobs"  # where proj.tasks.* go (inventory/group_vars/third_party.yml); both worker hosts run it
+)
+VHOST = APP
+
+
+def unit() -> str:
+    return f"{UNIT_PREFIX}-worker@{QUEUE}.service"
+
+
+def events(drill: str) -> list[tuple[int, str, str, str]]:
+    """(seq, event, host, code) of every event the drill's tasks recorded, oldest first."""
+    out = host(DATABASE).run(
+        f"runuser -u postgres -- psql -d {APP} -AtF '|' -c "
+        f"\"select seq, event, host, coalesce(code, '') from {APP}.drill_event"
+        f" where drill = '{drill}' order by at\""
+    )
+    if out.rc != 0:  # no drill task has run yet: no table
+        return []
+    rows = [line.split("|") for line in out.stdout.splitlines() if line]
+    return [(int(seq), event, where, code) for seq, event, where, code in rows]
+
+
+def claims(drill: str) -> int:
+    out = host(DATABASE).run(
+        f"runuser -u postgres -- psql -d {APP} -Atc "
+        f"\"select count(*) from {APP}.drill_done where drill = '{drill}'\""
+    )
+    return int(out.stdout.strip()) if out.rc == 0 else 0
+
+
+def counts(drill: str, sent: int) -> dict[str, int]:
+    rows = events(drill)
+    done_runs = collections.Counter(seq for seq, event, _, _ in rows if event == "done")
+    done = claims(drill)
+    numbers = {
+        "sent": sent,
+        "done": done,
+        "duplicated": sum(1 for times in done_runs.values() if times > 1),
+        "lost": sent - done,
+        "executions": sum(1 for _, event, _, _ in rows if event == "start"),
+    }
+    print(f"drill {drill}: " + ", ".join(f"{key} {value}" for key, value in numbers.items()))
+    return numbers
+
+
+def wait_for_starts(drill: str, count: int, timeout: float = 120, on: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        starts = {seq for seq, event, where, _ in events(drill) if event == "start" and on in where}
+        if len(starts) >= count:
+            return
+        time.sleep(0.5)
+
+
+def wait_for_done(drill: str, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and claims(drill) < count:
+        time.sleep(1)
+
+
+def send(drill: str, count: int, seconds: float) -> None:
+    with_app(
+        host(WORKER),
+        f"[app.send_task('proj.tasks.record', args=[{drill!r}, seq, {seconds!r}])"
+        f" for seq in range({count})]\nprint(json.dumps({count}))",
+    )
+
+
+def started_on(drill: str, seq: int = 0) -> str:
+    return next(where for s, event, where, _ in events(drill) if event == "start" and s == seq)
+
+
+@pytest.mark.parametrize("how", ["unit", "main-pid"])
+def test_a_worker_killed_as_a_whole_has_its_task_delivered_again_and_finished_once(how):
+    """SIGKILL to every process of the unit (systemctl kill), or to the worker's main process only
+    (its pool children follow it): RabbitMQ hands the unacknowledged task to a running worker."""
+    drill = f"kill-{how}-{RUN}"
+    send(drill, 1, 6)
+    wait_for_starts(drill, 1, 60)
+    worker = host(started_on(drill))
+    if how == "unit":
+        worker.run_expect([0], f"systemctl kill --signal KILL {unit()}")
+    else:
+        pid = worker.check_output(f"systemctl show --property=MainPID --value {unit()}")
+        worker.run_expect([0], f"kill -KILL {pid}")
+    wait_for_done(drill, 1, 90)
+    assert counts(drill, 1) == {"sent": 1, "done": 1, "duplicated": 0, "lost": 0, "executions": 2}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not worker.service(unit()).is_running:
+        time.sleep(1)
+    assert worker.service(unit()).is_running
+
+
+_PUBLISHER = """
+import json, os, time
+from celery.app.utils import find_app
+app = find_app({celery_app!r})
+sent, errors, slowest = 0, {{}}, 0.0
+end = time.monotonic() + {seconds}
+while time.monotonic() < end and not os.path.exists({stop_file!r}):
+    began = time.monotonic()
+    try:
+        app.send_task("proj.tasks.record", args=[{drill!r}, sent, 0.2])
+    except Exception as error:
+        errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+    sent += 1
+    slowest = max(slowest, time.monotonic() - began)
+    time.sleep(0.2)
+print(json.dumps({{"sent": sent, "errors": errors, "slowest_s": round(slowest, 1)}}))
+"""
+
+
+class Publisher:
+    """The app's own client on the first worker host, publishing 5 tasks a second (with publisher
+    confirms and the retry policy) until stopped."""
+
+    def __init__(self, drill: str, seconds: int = 600):
+        self.drill = drill
+        self.stop_file = f"/var/tmp/{drill}.stop"
+        self.out = f"/var/tmp/publisher-{drill}.out"
+        code = _PUBLISHER.format(
+            celery_app=CELERY_APP, seconds=seconds, drill=drill, stop_file=self.stop_file
+        )
+        host(WORKER).run_expect(
+            [0],
+            f"rm -f {self.stop_file} {self.out}; DJANGO_APP_RUN_AS={APP} nohup /srv/{APP}/bin/run"
+            f" python -c {shlex.quote(code)} > {self.out} 2>&1 &",
+        )
+
+    def stop(self) -> dict:
+        worker = host(WORKER)
+        worker.run_expect([0], f"touch {self.stop_file}")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and '"sent"' not in worker.file(self.out).content_string:
+            time.sleep(1)
+        published = json.loads(worker.file(self.out).content_string.strip().splitlines()[-1])
+        print(f"drill {self.drill}: publisher {published}")
+        return published
+
+
+def queue_status(queue: str = QUEUE) -> dict:
+    """The quorum status of `queue` as a running node of the cluster reports it."""
+    for name in BROKERS:
+        out = host(name).run(
+            f"rabbitmqctl list_queues -p {VHOST} name leader members online --formatter json -q"
+        )
+        if out.rc == 0:
+            return next(q for q in json.loads(out.stdout) if q["name"] == queue)
+    raise AssertionError("no RabbitMQ node answers")
+
+
+def wait_until(what: str, check, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"still not {what} after {timeout} s"
+        time.sleep(1)
+
+
+def cluster_is_whole() -> bool:
+    every_node = {f"rabbit@{name}" for name in BROKERS}
+    status = queue_status()
+    return set(status["online"]) == every_node and status["leader"] in every_node
+
+
+def test_losing_the_node_that_leads_a_queue_stops_neither_publishing_nor_consuming():
+    """While the app publishes and both worker hosts consume: the node leading `jobs` stops, another
+    takes the lead, the node comes back and catches up; then the new leader is killed (SIGKILL to
+    the whole unit). Every publish returns, every task completes once, and the cluster is whole again."""
+    drill = f"node-loss-{RUN}"
+    publisher = Publisher(drill)
+    try:
+        time.sleep(4)
+        first = queue_status()["leader"].split("@", 1)[1]
+        host(first).run_expect([0], "systemctl stop rabbitmq-server")
+        wait_until("led by another node", lambda: queue_status()["leader"] != f"rabbit@{first}", 60)
+        time.sleep(5)
+        host(first).run_expect([0], "systemctl start rabbitmq-server")
+        wait_until("whole again after the stop", cluster_is_whole)
+        second = queue_status()["leader"].split("@", 1)[1]
+        host(second).run_expect([0], "systemctl kill --signal KILL rabbitmq-server")
+        wait_until(
+            "led by another node", lambda: queue_status()["leader"] != f"rabbit@{second}", 60
+        )
+        # Debian's unit restarts a node that died (Restart=on-failure, 10 s later) by itself.
+        wait_until("whole again after the kill", cluster_is_whole, 180)
+        time.sleep(3)
+    finally:
+        published = publisher.stop()
+    sent = published["sent"]
+    wait_for_done(drill, sent, 180)
+    numbers = counts(drill, sent)
+    print(f"drill {drill}: stopped {first}, killed {second}")
+    assert published["errors"] == {}, published
+    assert numbers["lost"] == 0 and numbers["done"] == sent, numbers
+    for name in BROKERS:
+        status = json.loads(host(name).check_output("rabbitmqctl cluster_status --formatter json"))
+        assert set(status["running_nodes"]) == {f"rabbit@{broker}" for broker in BROKERS}
+
+
+def test_a_worker_host_lost_mid_run_leaves_its_tasks_to_the_other_host():
+    """`docker stop` of the second worker host while it runs 25 s tasks: its workers give them 10 s,
+    then hand them back (acks_late); the first host's workers run them to the end."""
+    lost, other = WORKERS[1], WORKERS[0]
+    assert QUEUE in INVENTORY.get_variables(lost)["celery_worker_queues"]
+    drill = f"host-lost-{RUN}"
+    send(drill, 3, 25)
+    wait_for_starts(drill, 1, 60, on=lost)
+    subprocess.run(["docker", "stop", lost], check=True, capture_output=True, timeout=180)
+    try:
+        wait_for_done(drill, 3, 180)
+        numbers = counts(drill, 3)
+        finished = {(seq, where) for seq, event, where, _ in events(drill) if event == "done"}
+        handed_over = {
+            seq for seq, event, where, _ in events(drill) if event == "start" and where == lost
+        } - {seq for seq, where in finished if where == lost}
+    finally:
+        subprocess.run(["docker", "start", lost], check=True, capture_output=True, timeout=180)
+    assert numbers["lost"] == 0 and numbers["done"] == 3, numbers
+    assert handed_over, "no task was running on the lost host when it stopped"
+    assert all((seq, other) in finished for seq in handed_over), (handed_over, finished)
+    back = host(lost)
+    wait_until("running the jobs worker again", lambda: back.service(unit()).is_running, 120)
+
+
+def node_pid(name: str) -> str:
+    return host(name).check_output("systemctl show --property=MainPID --value rabbitmq-server")
+
+
+def test_a_rolling_restart_of_the_broker_cluster_by_its_playbook_loses_nothing():
+    """playbooks/broker-restart.yml restarts the three nodes one after the other (each when no quorum
+    queue needs it, drained first, waited for until its replicas are back) while the app publishes
+    and the workers consume."""
+    drill = f"broker-rolling-{RUN}"
+    pids = {name: node_pid(name) for name in BROKERS}
+    publisher = Publisher(drill)
+    try:
+        result = run_playbook("playbooks/broker-restart.yml", {})
+    finally:
+        published = publisher.stop()
+    assert result.returncode == 0, result.stdout[-6000:]
+    restarted = {name for name in BROKERS if node_pid(name) != pids[name]}
+    assert restarted == set(BROKERS), pids
+    sent = published["sent"]
+    wait_for_done(drill, sent, 180)
+    numbers = counts(drill, sent)
+    assert published["errors"] == {}, published
+    assert numbers["lost"] == 0 and numbers["done"] == sent, numbers
+    assert cluster_is_whole()
+
+
+_PROBE = r"""
+import json, os, ssl, sys, time, urllib.error, urllib.request
+stop_file, servers = sys.argv[1], sys.argv[2:]
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+statuses, slowest, sent = {}, 0.0, 0
+while not os.path.exists(stop_file):
+    server = servers[sent % len(servers)]
+    began = time.monotonic()
+    try:
+        with urllib.request.urlopen(f"https://{server}/admin/login/", timeout=60, context=context) as r:
+            status = f"{server} {r.status}"
+    except urllib.error.HTTPError as error:
+        status = f"{server} {error.code}"
+    except Exception as error:
+        status = f"{server} {type(error).__name__}"
+    statuses[status] = statuses.get(status, 0) + 1
+    slowest = max(slowest, time.monotonic() - began)
+    sent += 1
+    time.sleep(0.1)
+print(json.dumps({"sent": sent, "statuses": statuses, "slowest_s": round(slowest, 1)}))
+"""
+
+
+def test_a_rolling_release_over_two_web_hosts_fails_no_request_and_loses_no_task(scheduler):
+    """deploy.yml (a new release) while a client on the scheduler asks both web hosts for a Django
+    page and the app publishes tasks: the web hosts switch one batch after the other, each gated on
+    its health check; no request fails, no task is lost, each task ran code from one release."""
+    webs = INVENTORY.get_hosts("web")
+    assert len(webs) == 2
+    drill = f"rolling-{RUN}"
+    stop = f"/var/tmp/{drill}.stop"
+    probe_out = f"/var/tmp/probe-{drill}.out"
+    probe = f"python3 -c {shlex.quote(_PROBE)} {stop} {' '.join(webs)}"
+    scheduler.run_expect([0], f"rm -f {stop} {probe_out}; nohup {probe} > {probe_out} 2>&1 &")
+    worker = host(WORKER)
+    publisher = Publisher(drill)
+    before = worker.file(f"/srv/{APP}/current").linked_to
+    try:
+        result = run_playbook("playbooks/deploy.yml", {"app_release_id": drill})
+    finally:
+        scheduler.run_expect([0], f"touch {stop}")
+        published = publisher.stop()
+    assert result.returncode == 0, result.stdout[-6000:]
+    after = worker.file(f"/srv/{APP}/current").linked_to
+    assert after != before
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and '"sent"' not in scheduler.file(probe_out).content_string:
+        time.sleep(1)
+    http_counts = json.loads(scheduler.file(probe_out).content_string.strip().splitlines()[-1])
+    sent = published["sent"]
+    wait_for_done(drill, sent, 120)
+    numbers = counts(drill, sent)
+    print(f"drill {drill}: requests {http_counts}")
+    assert {key.split()[0] for key in http_counts["statuses"]} == set(webs), http_counts
+    assert all(key.endswith(" 200") for key in http_counts["statuses"]), http_counts
+    assert published["errors"] == {}, published
+    assert numbers["lost"] == 0 and numbers["done"] == sent, numbers
+    code_dirs = {code for _, event, _, code in events(drill) if event == "done"}
+    assert code_dirs <= {before, after}, code_dirs
