@@ -2,9 +2,12 @@
 a quorum queue with a replica on each node and a leader, and the app's clients know every node."""
 
 import json
+import re
+import time
 
 import pytest
 from conftest import APP, BROKERS, QUEUES, WORKERS, host, with_app
+from dcs_testlib import run_playbook
 
 VHOST = APP
 
@@ -56,3 +59,28 @@ def test_every_app_host_publishes_with_confirms_to_a_failover_list_of_every_node
     )
     addresses = [host(broker).check_output("hostname -I").split()[0] for broker in BROKERS]
     assert found == {"hosts": addresses, "confirm": True}
+
+
+def test_a_node_on_its_own_joins_by_a_rerun_of_site_yml_and_gets_a_replica_of_every_queue():
+    """What adding a broker host does, played on the last node: it leaves the cluster (stop_app, the
+    seed forgets it, reset), so it is a node on its own as a new host is, and the queues lose its
+    replica; `site.yml --tags rabbitmq` joins it through the seed and grows every quorum queue onto
+    it, changing nothing on the other nodes."""
+    leaving, seed = BROKERS[-1], BROKERS[0]
+    node = f"rabbit@{leaving}"
+    host(leaving).run_expect([0], "rabbitmqctl stop_app")
+    host(seed).run_expect([0], f"rabbitmqctl forget_cluster_node {node}")
+    host(leaving).run_expect([0], "rabbitmqctl reset && rabbitmqctl start_app")
+    assert nodes_running(leaving) == {node}
+    assert all(node not in quorum_status()[queue]["members"] for queue in QUEUES)
+
+    result = run_playbook("site.yml", {}, options=("--tags", "rabbitmq"))
+    assert result.returncode == 0, result.stdout[-6000:]
+    for name in BROKERS:
+        assert nodes_running(name) == {f"rabbit@{broker}" for broker in BROKERS}
+    deadline = time.monotonic() + 60
+    while not all(node in quorum_status()[queue]["online"] for queue in QUEUES):
+        assert time.monotonic() < deadline, quorum_status()
+        time.sleep(1)
+    for other in BROKERS[:-1]:
+        assert re.search(rf"^{other}\s+: ok=\d+\s+changed=0 ", result.stdout, re.M), other
