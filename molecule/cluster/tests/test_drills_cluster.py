@@ -188,7 +188,8 @@ def wait_until(what: str, check, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"still not {what} after {timeout} s"
-        time.sleep(1)
+        # Each look runs rabbitmqctl (an Erlang VM starting): not too often on a small machine.
+        time.sleep(2)
 
 
 def cluster_is_whole() -> bool:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import APP, QUEUES, ROOT, WORKER, send, with_app
+from conftest import APP, QUEUE_NODES, QUEUES, ROOT, send, with_app
 from dcs_testlib import run_playbook
 
 SOURCE = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "proj"
@@ -26,7 +26,7 @@ def releases(request):
     yield current
     assert current() == before
     # ...and the stack still works on it.
-    assert send(hosts["web"], "proj.tasks.where")["hostname"] == f"jobs@{WORKER}"
+    assert send(hosts["web"], "proj.tasks.where")["hostname"] in QUEUE_NODES["jobs"]
 
 
 def failed(result, message: str) -> None:
@@ -59,7 +59,10 @@ def test_a_release_whose_exchange_rabbitmq_holds_in_another_form_stops_the_deplo
     with_app(worker, declare.format("declare"))
     try:
         queues = {**QUEUES, "extra": {**QUEUES["jobs"], "routes": []}}
-        result = run_playbook("playbooks/deploy.yml", {"celery_queues": queues})
+        # Every worker host lists the new queue too, or preflight stops first (no consumer).
+        result = run_playbook(
+            "playbooks/deploy.yml", {"celery_queues": queues, "celery_worker_queues": list(queues)}
+        )
     finally:
         with_app(worker, declare.format("delete"))
     failed(
@@ -115,6 +118,6 @@ def test_a_web_host_failing_its_health_check_stops_the_rolling_deploy_there(web,
     result = run_playbook("playbooks/deploy.yml", {"app_release_id": Path(before["web"]).name})
     assert result.returncode == 0, result.stdout[-6000:]
     assert {name: h.file(f"{ROOT}/current").linked_to for name, h in hosts.items()} == before
-    assert send(web, "proj.tasks.where")["hostname"] == f"jobs@{WORKER}"
+    assert send(web, "proj.tasks.where")["hostname"] in QUEUE_NODES["jobs"]
     for name, h in hosts.items():
         h.run_expect([0], f"printf %s {shlex.quote(records[name])} > {hook_record}")

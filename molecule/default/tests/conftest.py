@@ -39,6 +39,11 @@ def worker_queues(host: str) -> list[str]:
 # Celery node names (<queue>@<host>) of every worker, and the host that runs each queue.
 NODES: set[str] = {f"{queue}@{host}" for host in WORKERS for queue in worker_queues(host)}
 QUEUE_HOST: dict[str, str] = {queue: host for host in WORKERS for queue in worker_queues(host)}
+# Every Celery node that consumes each queue (a queue may run on several worker hosts).
+QUEUE_NODES: dict[str, set[str]] = {
+    queue: {f"{queue}@{host}" for host in WORKERS if queue in worker_queues(host)}
+    for queue in QUEUES
+}
 
 APP: str = SCENARIO_VARS["app_name"]
 CELERY_APP: str = SCENARIO_VARS["app_celery_app"]
