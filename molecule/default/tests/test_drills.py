@@ -382,8 +382,8 @@ def released(web):
 
 
 def test_a_release_under_load_fails_no_request_loses_no_task_and_mixes_no_code(web, released):
-    """Gunicorn reloads into the new release (new workers while the old ones finish), the workers
-    restart with a bounded shutdown: no request fails, no task is lost, and every task ran in a
+    """Gunicorn switches to the new release by a handover (a second instance on the same socket
+    serves while the service restarts), the workers restart with a bounded shutdown: no request fails, no task is lost, and every task ran in a
     process whose code came from one release only."""
     before, after, http_counts = released
     assert after != before

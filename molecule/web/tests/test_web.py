@@ -9,6 +9,7 @@ APP = "acme"
 ROOT = f"/srv/{APP}"
 SOCKET_UNIT = f"{APP}-gunicorn.socket"
 SERVICE_UNIT = f"{APP}-gunicorn.service"
+HANDOVER_UNIT = f"{APP}-gunicorn-handover.service"
 WORKERS = 3
 HEALTHZ = "curl -sk --max-time 60 https://localhost/healthz"
 
@@ -32,7 +33,8 @@ def test_unit_is_enabled_and_active(host, unit):
     ("prop", "value"),
     [
         ("Type", "notify"),
-        ("NotifyAccess", "main"),
+        # A worker, not the master, says when the service is ready (gunicorn.conf.py).
+        ("NotifyAccess", "all"),
         ("KillMode", "mixed"),
         ("NoNewPrivileges", "yes"),
         ("ProtectSystem", "strict"),
@@ -145,23 +147,51 @@ def test_deployment_checks_ran_for_the_current_release(host):
     assert "System check identified" in report
 
 
-def test_restart_behind_the_socket_refuses_no_request(host):
-    before = main_pid(host)
+def requests_during(host, commands: str) -> tuple[list[str], float, str]:
+    """/healthz requested through nginx one after another, from a second before `commands` run until
+    a second after: the status codes, the slowest request in seconds, and what `commands` printed."""
     script = (
-        "rm -f /tmp/codes; "
-        f"( for i in $(seq 200); do {HEALTHZ} -o /dev/null -w '%{{http_code}}\\n'; done > /tmp/codes ) & "
-        "loop=$!; sleep 1; "
-        f"systemctl restart {SERVICE_UNIT}; "
-        "echo during=$(wc -l < /tmp/codes); wait $loop"
+        "rm -f /tmp/codes /tmp/stop; "
+        f"( while [ ! -e /tmp/stop ]; do {HEALTHZ} -o /dev/null -w '%{{http_code}} %{{time_total}}\\n';"
+        " done > /tmp/codes ) & "
+        f"loop=$!; sleep 1; echo before=$(wc -l < /tmp/codes); {commands}; "
+        "sleep 1; touch /tmp/stop; wait $loop"
     )
     result = host.run(f"bash -c {shlex.quote(script)}")
     assert result.rc == 0, result.stderr
-    during = int(result.stdout.strip().split("=")[1])
-    codes = host.file("/tmp/codes").content_string.split()
+    rows = [line.split() for line in host.file("/tmp/codes").content_string.splitlines()]
+    before = int(result.stdout.split("before=")[1].split()[0])
+    assert 0 < before < len(rows), "no request ran before or after the change"
+    return [code for code, _ in rows], max(float(seconds) for _, seconds in rows), result.stdout
+
+
+def test_a_handover_restart_makes_no_request_wait_for_a_boot_as_a_plain_restart_does(host):
+    """A plain restart behind the socket refuses no request, but requests wait while the master
+    drains and new workers load Django. The role's handlers restart by a handover instead: the
+    handover instance starts on the same socket, ready only once a worker has loaded the application;
+    the service restarts meanwhile; the handover instance stops once the service is ready again."""
+    before = main_pid(host)
+    codes, plain, _ = requests_during(host, f"systemctl restart {SERVICE_UNIT}")
     assert main_pid(host) != before, "the service was not restarted"
-    assert 0 < during < 200, "the restart did not happen while requests were running"
-    assert len(codes) == 200
     assert set(codes) == {"200"}, (codes, journal(host, SERVICE_UNIT))
+    assert plain > 1, plain
+
+    before = main_pid(host)
+    codes, handover, out = requests_during(
+        host,
+        f"systemctl start {HANDOVER_UNIT}; "
+        f"systemctl show -p StatusText --value {HANDOVER_UNIT}; "
+        f"systemctl restart {SERVICE_UNIT}; systemctl stop {HANDOVER_UNIT}",
+    )
+    assert main_pid(host) != before, "the service was not restarted"
+    assert set(codes) == {"200"}, (codes, journal(host, SERVICE_UNIT), journal(host, HANDOVER_UNIT))
+    # Ready means a worker has loaded the application, not that the master listens.
+    assert "has loaded the application" in out, out
+    # Seconds of the slowest request: no wait for a boot, only a fresh worker's first request.
+    assert handover < plain, {"handover": handover, "plain restart": plain}
+    assert not host.service(HANDOVER_UNIT).is_running
+    # No [Install] section: only the handlers start it.
+    assert host.run(f"systemctl is-enabled {HANDOVER_UNIT}").stdout.strip() == "static"
 
 
 def test_reload_replaces_workers_but_keeps_the_master(host):
