@@ -42,6 +42,12 @@ SERVICES: list[tuple[str, str]] = sorted(
         )
     }
     | {(node.split("@")[1], f"{UNIT_PREFIX}-worker@{node.split('@')[0]}.service") for node in NODES}
+    # With a Redis broker, every worker host watches it for restarts (roles/celery_worker).
+    | (
+        {(name, f"{UNIT_PREFIX}-redis-unacked.service") for name in WORKERS}
+        if SCENARIO_VARS.get("dcs_broker", "redis") == "redis"
+        else set()
+    )
 )
 
 
