@@ -9,6 +9,8 @@ Steps (each bounded in count and time; only the local containers are targeted):
   4. HTTP: GET /livez through nginx -> Gunicorn at 4 and 16 keep-alive clients;
   5. Celery end to end (scripts/bench.d/celery_load.py on the web host): the deployed per-queue
      layout, then one plain `celery worker` with library defaults on the worker host, same broker;
+     meanwhile the CPU each container and each of its systemd units spent (cgroup v1 cpuacct), so
+     the table names what the machine's cores went to;
   6. the broker's own ceiling (redis-benchmark on the broker host, Redis brokers).
 """
 
@@ -159,6 +161,7 @@ def stack_settings():
     """Hosts, paths and names of the local stack, as the inventory resolves them."""
     query = (
         "{{ {'web': groups['web'][0], 'broker': groups['broker'][0],"
+        " 'scheduler': groups['scheduler'][0],"
         " 'worker': groups['workers'] | map('extract', hostvars)"
         " | selectattr('celery_worker_queues', 'contains', celery_default_queue)"
         " | map(attribute='inventory_hostname') | first,"
@@ -205,6 +208,79 @@ def ship_helpers(host):
     )
 
 
+CGROUP_CPU = Path("/sys/fs/cgroup/cpuacct/cpuacct.usage")
+
+# Run inside a host: CPU time (clock ticks) of each process of a systemd unit so far, named by its unit
+# and whether it is the unit's main process (a Celery worker's main process apart from its pool,
+# Gunicorn's master from its workers). A process that ended between two samples is missing: the
+# host's total (its container's cgroup) covers it.
+UNIT_TICKS = r"""
+import json, os, re
+ticks = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        cgroup = open(f"/proc/{pid}/cgroup").read()
+    except OSError:
+        continue
+    unit = re.search(r"name=systemd:.*/([^/]+\.service)$", cgroup, re.M)
+    if not unit:
+        continue
+    role = "main" if stat[1] == "1" else "pool"
+    ticks[pid] = [f"{unit.group(1)} {role}", int(stat[11]) + int(stat[12])]
+print(json.dumps(ticks))
+"""
+
+
+def cpu_usage(hosts):
+    """CPU seconds so far: the machine's (cgroup v1 cpuacct), each host's (its container's cgroup),
+    and per unit on each host (UNIT_TICKS). Empty where the machine has no cpuacct hierarchy."""
+    if not CGROUP_CPU.exists():
+        return {}
+    usage = {"machine": int(CGROUP_CPU.read_text()) / 1e9}
+    for host in hosts:
+        container_id = docker("inspect", "--format", "{{.Id}}", host).strip()
+        total = CGROUP_CPU.parent / "docker" / container_id / "cpuacct.usage"
+        if total.exists():
+            usage[host] = int(total.read_text()) / 1e9
+        processes = json.loads(docker("exec", host, "python3", "-c", UNIT_TICKS))
+        usage.update(
+            {
+                f"{host} {pid}": (f"{host} {key}", ticks / 100)
+                for pid, (key, ticks) in processes.items()
+            }
+        )
+    return usage
+
+
+def cpu_during(hosts, action):
+    """Run action(); return its result and the CPU it cost: the machine's busy share of its cores,
+    and core-seconds per host and per unit, the largest first (a host's own line is what ran there
+    outside the units listed: `docker exec`, processes that ended)."""
+    before, began = cpu_usage(hosts), time.monotonic()
+    result = action()
+    after, wall = cpu_usage(hosts), time.monotonic() - began
+    if not before:
+        return result, {}
+    spent = {}
+    for name, value in after.items():
+        if isinstance(value, tuple):  # a process: its unit's line gets what it spent meanwhile
+            key, seconds = value
+            spent[key] = spent.get(key, 0) + seconds - before.get(name, (key, 0))[1]
+        else:
+            spent[name] = value - before.get(name, 0)
+    for host in hosts:
+        if host in spent:
+            spent[host] -= sum(v for k, v in spent.items() if k.startswith(f"{host} "))
+    machine = spent.pop("machine")
+    top = sorted(((k, round(v, 2)) for k, v in spent.items() if v >= 0.05), key=lambda kv: -kv[1])
+    return result, {
+        "wall_s": round(wall, 1),
+        "machine_busy": round(machine / (wall * os.cpu_count()), 2),
+        "core_seconds": dict(top),
+    }
+
+
 def celery_bench(settings, count, sleep_count):
     web, worker = settings["web"], settings["worker"]
     run = f"{settings['app_root']}/bin/run"
@@ -216,8 +292,11 @@ def celery_bench(settings, count, sleep_count):
         argv += ["--idle", "100", "--count", str(count), "--sleep-count", str(sleep_count), *extra]
         return json.loads(docker("exec", web, *argv))
 
+    hosts = sorted({web, worker, settings["broker"], settings["scheduler"]})
     log(f"Celery, deployed layout: queue {settings['queue']} on {worker}")
-    deployed = load("deployed", settings["queue"], "--celery-app", settings["celery_app"])
+    deployed, deployed_cpu = cpu_during(
+        hosts, lambda: load("deployed", settings["queue"], "--celery-app", settings["celery_app"])
+    )
     log(f"Celery, one plain worker with library defaults on {worker}")
     worker_argv = [
         run,
@@ -233,12 +312,15 @@ def celery_bench(settings, count, sleep_count):
     docker("exec", "-d", "-e", f"PYTHONPATH={REMOTE_DIR}", worker, *worker_argv)
     try:
         # Library defaults: the default queue ("celery"), which nothing else uses here.
-        default = load("default", "celery")
+        default, default_cpu = cpu_during(hosts, lambda: load("default", "celery"))
     finally:
         subprocess.run(
             ["docker", "exec", worker, "pkill", "-TERM", "-f", "bench_default worker"], check=False
         )
-    return {"deployed": deployed, "default": default}
+    return {
+        "deployed": {**deployed, "cpu": deployed_cpu},
+        "default": {**default, "cpu": default_cpu},
+    }
 
 
 def redis_ceiling(broker_host, port, admin_password):
@@ -352,6 +434,16 @@ def table(report):
                 (
                     f"Celery {task}, after the last publish",
                     f"deployed {after[0]}/s, default {after[1]}/s: {after[0] / after[1]:.2f}x",
+                )
+            )
+    for name in ("deployed", "default"):
+        cpu = celery[name].get("cpu")
+        if cpu:
+            spent = ", ".join(f"{k} {v}" for k, v in list(cpu["core_seconds"].items())[:5])
+            rows.append(
+                (
+                    f"Celery CPU, {name} (both tasks)",
+                    f"{cpu['wall_s']} s, machine {cpu['machine_busy']:.0%} busy; core-s: {spent}",
                 )
             )
     ceiling = report.get("broker_ceiling", {})
