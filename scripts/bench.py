@@ -9,8 +9,8 @@ Steps (each bounded in count and time; only the local containers are targeted):
   4. HTTP: GET /livez through nginx -> Gunicorn at 4 and 16 keep-alive clients;
   5. Celery end to end (scripts/bench.d/celery_load.py on the web host): the deployed per-queue
      layout, then one plain `celery worker` with library defaults on the worker host, same broker;
-     meanwhile the CPU each container and each of its systemd units spent (cgroup v1 cpuacct), so
-     the table names what the machine's cores went to;
+     meanwhile the CPU the machine and each container spent (cgroup v1 cpuacct) and each systemd
+     unit's processes on them (/proc), so the table names what the machine's cores went to;
   6. the broker's own ceiling (redis-benchmark on the broker host, Redis brokers).
 """
 
@@ -210,13 +210,14 @@ def ship_helpers(host):
 
 CGROUP_CPU = Path("/sys/fs/cgroup/cpuacct/cpuacct.usage")
 
-# Run inside a host: CPU time (clock ticks) of each process of a systemd unit so far, named by its unit
-# and whether it is the unit's main process (a Celery worker's main process apart from its pool,
+# Run inside a host: CPU seconds so far of each process of a systemd unit, named by its unit and
+# whether it is the unit's main process (a Celery worker's main process apart from its pool,
 # Gunicorn's master from its workers). A process that ended between two samples is missing: the
 # host's total (its container's cgroup) covers it.
-UNIT_TICKS = r"""
+UNIT_CPU = r"""
 import json, os, re
-ticks = {}
+tick = os.sysconf("SC_CLK_TCK")
+seconds = {}
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
         stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -227,56 +228,52 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     if not unit:
         continue
     role = "main" if stat[1] == "1" else "pool"
-    ticks[pid] = [f"{unit.group(1)} {role}", int(stat[11]) + int(stat[12])]
-print(json.dumps(ticks))
+    seconds[pid] = [f"{unit.group(1)} {role}", (int(stat[11]) + int(stat[12])) / tick]
+print(json.dumps(seconds))
 """
 
 
-def cpu_usage(hosts):
-    """CPU seconds so far: the machine's (cgroup v1 cpuacct), each host's (its container's cgroup),
-    and per unit on each host (UNIT_TICKS). Empty where the machine has no cpuacct hierarchy."""
-    if not CGROUP_CPU.exists():
-        return {}
-    usage = {"machine": int(CGROUP_CPU.read_text()) / 1e9}
-    for host in hosts:
-        container_id = docker("inspect", "--format", "{{.Id}}", host).strip()
+def cpu_usage(containers):
+    """CPU seconds so far: the machine's (cgroup v1 cpuacct), each host's (its container's cgroup;
+    containers maps host -> container id) and each unit process's on each host (UNIT_CPU), keyed by
+    (host, pid) with the line it counts towards."""
+    machine = int(CGROUP_CPU.read_text()) / 1e9
+    hosts, processes = {}, {}
+    for host, container_id in containers.items():
         total = CGROUP_CPU.parent / "docker" / container_id / "cpuacct.usage"
         if total.exists():
-            usage[host] = int(total.read_text()) / 1e9
-        processes = json.loads(docker("exec", host, "python3", "-c", UNIT_TICKS))
-        usage.update(
-            {
-                f"{host} {pid}": (f"{host} {key}", ticks / 100)
-                for pid, (key, ticks) in processes.items()
-            }
-        )
-    return usage
+            hosts[host] = int(total.read_text()) / 1e9
+        for pid, (key, seconds) in json.loads(
+            docker("exec", host, "python3", "-c", UNIT_CPU)
+        ).items():
+            processes[(host, pid)] = (f"{host} {key}", seconds)
+    return machine, hosts, processes
 
 
 def cpu_during(hosts, action):
     """Run action(); return its result and the CPU it cost: the machine's busy share of its cores,
     and core-seconds per host and per unit, the largest first (a host's own line is what ran there
-    outside the units listed: `docker exec`, processes that ended)."""
-    before, began = cpu_usage(hosts), time.monotonic()
+    outside the units listed: `docker exec`, processes that ended). Without cgroup v1's cpuacct
+    hierarchy (cgroup v2), no CPU."""
+    if not CGROUP_CPU.exists():
+        return action(), {}
+    containers = {host: docker("inspect", "--format", "{{.Id}}", host).strip() for host in hosts}
+    (machine, totals, processes), began = cpu_usage(containers), time.monotonic()
     result = action()
-    after, wall = cpu_usage(hosts), time.monotonic() - began
-    if not before:
-        return result, {}
+    (machine_after, totals_after, processes_after), wall = (
+        cpu_usage(containers),
+        time.monotonic() - began,
+    )
     spent = {}
-    for name, value in after.items():
-        if isinstance(value, tuple):  # a process: its unit's line gets what it spent meanwhile
-            key, seconds = value
-            spent[key] = spent.get(key, 0) + seconds - before.get(name, (key, 0))[1]
-        else:
-            spent[name] = value - before.get(name, 0)
-    for host in hosts:
-        if host in spent:
-            spent[host] -= sum(v for k, v in spent.items() if k.startswith(f"{host} "))
-    machine = spent.pop("machine")
+    for process, (line, seconds) in processes_after.items():
+        spent[line] = spent.get(line, 0) + seconds - processes.get(process, (line, 0))[1]
+    for host, seconds in totals_after.items():
+        units = sum(v for k, v in spent.items() if k.startswith(f"{host} "))
+        spent[host] = seconds - totals.get(host, 0) - units
     top = sorted(((k, round(v, 2)) for k, v in spent.items() if v >= 0.05), key=lambda kv: -kv[1])
     return result, {
         "wall_s": round(wall, 1),
-        "machine_busy": round(machine / (wall * os.cpu_count()), 2),
+        "machine_busy": round((machine_after - machine) / (wall * os.cpu_count()), 2),
         "core_seconds": dict(top),
     }
 
