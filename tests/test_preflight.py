@@ -225,3 +225,10 @@ def test_a_comma_in_the_flower_password_is_refused(tmp_path):
     assert_stopped_in_preflight(
         result, "vault_flower_password and dcs_flower_user cannot hold a comma"
     )
+
+
+@pytest.mark.parametrize("url", ["", "mailto:ops@example.org", "http://hooks example/alerts"])
+def test_monitoring_without_a_webhook_url_for_its_alerts_is_refused(tmp_path, url):
+    # inventories/local puts dcs-local-db in the monitoring group.
+    result = run_site(tmp_path, {"dcs_alert_webhook_url": url})
+    assert_stopped_in_preflight(result, "dcs_alert_webhook_url is not an http:// or https:// URL")

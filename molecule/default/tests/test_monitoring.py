@@ -1,0 +1,172 @@
+"""Monitoring on the running stack: Prometheus on the monitoring host scrapes every target the
+inventory lists, and its alerts travel through Alertmanager to the webhook receiver the inventory
+names (dcs_alert_webhook_url): here a small receiver on the monitoring host that writes down every
+notification. The scenario shortens the scrape, evaluation and alert waits to seconds."""
+
+import calendar
+import json
+import shlex
+import time
+
+import pytest
+from conftest import (
+    INVENTORY,
+    QUEUE_HOST,
+    QUEUE_NODES,
+    SCHEDULER,
+    UNIT_PREFIX,
+    host,
+    with_app,
+)
+
+MONITORING = INVENTORY.get_hosts("monitoring")[0]
+ALL_HOSTS = INVENTORY.get_hosts("all")
+NOTIFICATIONS_FILE = "/run/dcs-test-alerts.jsonl"
+# Alertmanager's webhook JSON, one notification per line; the port is the scenario's
+# dcs_alert_webhook_url.
+RECEIVER = f"""
+import http.server
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open({NOTIFICATIONS_FILE!r}, "ab") as out:
+            out.write(body.replace(b"\\n", b"") + b"\\n")
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", 9099), Receiver).serve_forever()
+"""
+# A queue that one worker host alone runs: stopping its unit leaves the queue without a consumer.
+QUEUE = next(queue for queue in sorted(QUEUE_NODES) if len(QUEUE_NODES[queue]) == 1)
+
+
+@pytest.fixture(scope="module")
+def monitoring():
+    return host(MONITORING)
+
+
+@pytest.fixture(scope="module")
+def receiver(monitoring):
+    monitoring.run(f"systemctl stop dcs-test-alerts; rm -f {NOTIFICATIONS_FILE}")
+    started = monitoring.run(
+        f"systemd-run --unit=dcs-test-alerts --property=Type=exec python3 -c {shlex.quote(RECEIVER)}"
+    )
+    assert started.rc == 0, started.stderr
+    yield monitoring
+    monitoring.run("systemctl stop dcs-test-alerts")
+
+
+def prometheus(monitoring, path: str) -> dict:
+    """GET Prometheus' API on the monitoring host (it listens on loopback there)."""
+    code = (
+        "import sys, urllib.request; "
+        "print(urllib.request.urlopen('http://127.0.0.1:9090' + sys.argv[1], timeout=10).read().decode())"
+    )
+    result = monitoring.run(f"python3 -c {shlex.quote(code)} {shlex.quote(path)}")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)["data"]
+
+
+def notified(monitoring, since: float) -> list[dict]:
+    """Every alert of every notification the receiver got, with the notification's status, for
+    alerts that started at or after `since` (Unix time)."""
+    text = monitoring.run(f"cat {NOTIFICATIONS_FILE} 2>/dev/null").stdout
+    alerts = []
+    for line in text.splitlines():
+        for alert in json.loads(line)["alerts"]:
+            started = calendar.timegm(time.strptime(alert["startsAt"][:19], "%Y-%m-%dT%H:%M:%S"))
+            if started >= since - 2:
+                alerts.append(alert)
+    return alerts
+
+
+def wait_for(monitoring, since: float, status: str, name: str, labels: dict, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for alert in notified(monitoring, since):
+            if (
+                alert["status"] == status
+                and alert["labels"]["alertname"] == name
+                and labels.items() <= alert["labels"].items()
+            ):
+                return alert
+        time.sleep(2)
+    seen = [(a["status"], a["labels"]) for a in notified(monitoring, since)]
+    raise AssertionError(f"no {status} {name} {labels} within {timeout} s; notified: {seen}")
+
+
+def test_prometheus_scrapes_every_target_the_inventory_lists_and_each_is_up(monitoring):
+    expected = {("node", name) for name in ALL_HOSTS} | {
+        ("flower", SCHEDULER),
+        ("prometheus", MONITORING),
+        ("alertmanager", MONITORING),
+    }
+    deadline = time.monotonic() + 60
+    while True:
+        targets = prometheus(monitoring, "/api/v1/targets")["activeTargets"]
+        health = {(t["labels"]["job"], t["labels"]["host"]): t["health"] for t in targets}
+        all_up = set(health) == expected and set(health.values()) == {"up"}
+        if all_up or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert set(health) == expected
+    assert {target: state for target, state in health.items() if state != "up"} == {}
+
+
+def test_every_alert_rule_is_loaded_and_healthy(monitoring):
+    rules = [
+        rule
+        for group in prometheus(monitoring, "/api/v1/rules")["groups"]
+        for rule in group["rules"]
+    ]
+    names = {rule["name"] for rule in rules}
+    assert {
+        "HostDown",
+        "ScrapeTargetDown",
+        "CeleryWorkerOffline",
+        "CeleryQueueWithoutConsumer",
+        "CeleryTaskFailureRateHigh",
+        "CeleryTaskRetryRateHigh",
+    } <= names
+    assert [rule["name"] for rule in rules if rule["health"] != "ok"] == []
+    assert all(rule["annotations"].get("runbook") for rule in rules)
+    # One "no consumer" rule per queue of the inventory.
+    queues = {
+        rule["labels"]["queue"] for rule in rules if rule["name"] == "CeleryQueueWithoutConsumer"
+    }
+    assert queues == set(QUEUE_NODES)
+
+
+def test_a_queue_whose_only_worker_stops_raises_alerts_that_reach_the_webhook_and_resolve(receiver):
+    worker_host = host(QUEUE_HOST[QUEUE])
+    unit = f"{UNIT_PREFIX}-worker@{QUEUE}.service"
+    node = f"{QUEUE}@{QUEUE_HOST[QUEUE]}"
+    stopped_at = time.time()
+    assert worker_host.run(f"systemctl stop {unit}").rc == 0
+    try:
+        offline = wait_for(receiver, stopped_at, "firing", "CeleryWorkerOffline", {"worker": node})
+        no_consumer = wait_for(
+            receiver, stopped_at, "firing", "CeleryQueueWithoutConsumer", {"queue": QUEUE}
+        )
+    finally:
+        assert worker_host.run(f"systemctl start {unit}").rc == 0
+    assert offline["annotations"]["runbook"]
+    assert no_consumer["labels"]["severity"] == "critical"
+    wait_for(receiver, stopped_at, "resolved", "CeleryWorkerOffline", {"worker": node})
+    wait_for(receiver, stopped_at, "resolved", "CeleryQueueWithoutConsumer", {"queue": QUEUE})
+
+
+def test_a_task_that_keeps_retrying_raises_the_retry_rate_alert(receiver, web):
+    task = "diagnostics.tasks.flaky"
+    sent_at = time.time()
+    with_app(
+        web,
+        f"ids = [app.send_task({task!r}, kwargs={{'failures': 6, 'countdown': 1}}).id for _ in range(3)]\n"
+        "print(json.dumps(ids))",
+    )
+    alert = wait_for(receiver, sent_at, "firing", "CeleryTaskRetryRateHigh", {"task": task})
+    assert alert["annotations"]["summary"].startswith(f"Task {task} retries ")
