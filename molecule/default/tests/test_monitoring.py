@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import (
+    BROKERS,
     INVENTORY,
     QUEUE_HOST,
     QUEUE_NODES,
@@ -42,6 +43,8 @@ http.server.HTTPServer(("127.0.0.1", 9099), Receiver).serve_forever()
 """
 # A queue that one worker host alone runs: stopping its unit leaves the queue without a consumer.
 QUEUE = next(queue for queue in sorted(QUEUE_NODES) if len(QUEUE_NODES[queue]) == 1)
+# Waiting tasks above which a queue raises CeleryQueueBacklog (the scenario's threshold).
+BACKLOG = int(INVENTORY.get_variables(MONITORING)["dcs_alert_queue_backlog"])
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +103,16 @@ def wait_for(monitoring, since: float, status: str, name: str, labels: dict, tim
 
 
 def test_prometheus_scrapes_every_target_the_inventory_lists_and_each_is_up(monitoring):
-    expected = {("node", name) for name in ALL_HOSTS} | {
-        ("flower", SCHEDULER),
-        ("prometheus", MONITORING),
-        ("alertmanager", MONITORING),
-    }
+    expected = (
+        {("node", name) for name in ALL_HOSTS}
+        | {("redis", name) for name in BROKERS}
+        | {
+            ("flower", SCHEDULER),
+            ("heartbeat", SCHEDULER),
+            ("prometheus", MONITORING),
+            ("alertmanager", MONITORING),
+        }
+    )
     deadline = time.monotonic() + 60
     while True:
         targets = prometheus(monitoring, "/api/v1/targets")["activeTargets"]
@@ -131,6 +139,10 @@ def test_every_alert_rule_is_loaded_and_healthy(monitoring):
         "CeleryQueueWithoutConsumer",
         "CeleryTaskFailureRateHigh",
         "CeleryTaskRetryRateHigh",
+        "BrokerDown",
+        "CeleryQueueBacklog",
+        "CeleryQueueStale",
+        "CeleryQueueHeartbeatLate",
     } <= names
     assert [rule["name"] for rule in rules if rule["health"] != "ok"] == []
     assert all(rule["annotations"].get("runbook") for rule in rules)
@@ -141,23 +153,38 @@ def test_every_alert_rule_is_loaded_and_healthy(monitoring):
     assert queues == set(QUEUE_NODES)
 
 
-def test_a_queue_whose_only_worker_stops_raises_alerts_that_reach_the_webhook_and_resolve(receiver):
+def test_a_queue_whose_only_worker_stops_raises_alerts_that_reach_the_webhook_and_resolve(
+    receiver, web
+):
+    """The worker of a queue stops while tasks keep arriving: it is offline, the queue has no
+    consumer, a backlog and stale tasks; once the worker is back every alert resolves."""
     worker_host = host(QUEUE_HOST[QUEUE])
     unit = f"{UNIT_PREFIX}-worker@{QUEUE}.service"
     node = f"{QUEUE}@{QUEUE_HOST[QUEUE]}"
     stopped_at = time.time()
     assert worker_host.run(f"systemctl stop {unit}").rc == 0
     try:
-        offline = wait_for(receiver, stopped_at, "firing", "CeleryWorkerOffline", {"worker": node})
-        no_consumer = wait_for(
-            receiver, stopped_at, "firing", "CeleryQueueWithoutConsumer", {"queue": QUEUE}
+        with_app(
+            web,
+            f"ids = [app.send_task('celery.accumulate', args=[n], queue={QUEUE!r}).id"
+            f" for n in range({BACKLOG + 2})]\n"
+            "print(json.dumps(ids))",
         )
+        raised = [
+            wait_for(receiver, stopped_at, "firing", "CeleryWorkerOffline", {"worker": node}),
+            wait_for(
+                receiver, stopped_at, "firing", "CeleryQueueWithoutConsumer", {"queue": QUEUE}
+            ),
+            wait_for(receiver, stopped_at, "firing", "CeleryQueueBacklog", {"queue": QUEUE}),
+            wait_for(receiver, stopped_at, "firing", "CeleryQueueStale", {"queue": QUEUE}),
+        ]
     finally:
         assert worker_host.run(f"systemctl start {unit}").rc == 0
-    assert offline["annotations"]["runbook"]
-    assert no_consumer["labels"]["severity"] == "critical"
-    wait_for(receiver, stopped_at, "resolved", "CeleryWorkerOffline", {"worker": node})
-    wait_for(receiver, stopped_at, "resolved", "CeleryQueueWithoutConsumer", {"queue": QUEUE})
+    assert all(alert["annotations"]["runbook"] for alert in raised)
+    assert raised[1]["labels"]["severity"] == "critical"
+    for alert in raised:
+        labels = {k: v for k, v in alert["labels"].items() if k in ("worker", "queue")}
+        wait_for(receiver, stopped_at, "resolved", alert["labels"]["alertname"], labels)
 
 
 def test_a_task_that_keeps_retrying_raises_the_retry_rate_alert(receiver, web):
@@ -170,3 +197,23 @@ def test_a_task_that_keeps_retrying_raises_the_retry_rate_alert(receiver, web):
     )
     alert = wait_for(receiver, sent_at, "firing", "CeleryTaskRetryRateHigh", {"task": task})
     assert alert["annotations"]["summary"].startswith(f"Task {task} retries ")
+
+
+def test_a_worker_that_stops_consuming_while_its_unit_stays_active_raises_the_heartbeat_alert(
+    receiver,
+):
+    """kill -STOP freezes the queue's worker: its unit, PID and Flower's last word stay healthy,
+    but the heartbeat through the queue is no longer finished; kill -CONT brings it back."""
+    worker_host = host(QUEUE_HOST[QUEUE])
+    unit = f"{UNIT_PREFIX}-worker@{QUEUE}.service"
+    pid = worker_host.check_output(f"systemctl show --property=MainPID --value {unit}")
+    assert int(pid) > 0
+    frozen_at = time.time()
+    assert worker_host.run(f"kill -STOP {pid}").rc == 0
+    try:
+        late = wait_for(receiver, frozen_at, "firing", "CeleryQueueHeartbeatLate", {"queue": QUEUE})
+        assert worker_host.service(unit).is_running
+    finally:
+        assert worker_host.run(f"kill -CONT {pid}").rc == 0
+    assert late["labels"]["severity"] == "critical"
+    wait_for(receiver, frozen_at, "resolved", "CeleryQueueHeartbeatLate", {"queue": QUEUE})

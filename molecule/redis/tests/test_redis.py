@@ -70,6 +70,30 @@ def test_app_user_cannot_run_dangerous_commands(host, broker_vars, command):
     assert host.service(UNIT).is_running
 
 
+def test_the_monitor_user_reads_statistics_and_key_sizes_but_no_value(host, broker_vars):
+    def as_app(command):
+        return cli(host, command, user="app", password=broker_vars["redis_app_password"])
+
+    def as_monitor(command):
+        return cli(host, command, user="metrics", password=broker_vars["redis_monitor_password"])
+
+    assert as_app("RPUSH dcs-test-queue secret-task").rc == 0
+    try:
+        assert "redis_version" in as_monitor("INFO server").stdout
+        assert as_monitor("TYPE dcs-test-queue").stdout.strip() == "list"
+        assert as_monitor("LLEN dcs-test-queue").stdout.strip() == "1"
+        for command in (
+            "LRANGE dcs-test-queue 0 -1",
+            "GET dcs-test-queue",
+            "RPUSH dcs-test-queue x",
+        ):
+            result = as_monitor(command)
+            assert "NOPERM" in result.stdout + result.stderr, command
+            assert "secret-task" not in result.stdout
+    finally:
+        as_app("DEL dcs-test-queue")
+
+
 @pytest.mark.parametrize(
     ("parameter", "expected"),
     [
@@ -96,6 +120,7 @@ def test_config_and_acl_files_are_readable_by_redis_only_and_hold_no_plain_passw
     acl = host.file(f"{CONFIG_DIR}/users.acl").content_string
     assert broker_vars["redis_app_password"] not in acl
     assert broker_vars["redis_admin_password"] not in acl
+    assert broker_vars["redis_monitor_password"] not in acl
 
 
 def test_a_key_survives_a_restart(host, broker_vars):
