@@ -12,9 +12,11 @@ from conftest import (
     APP,
     APP_HOSTS,
     BROKER,
+    BROKERS,
     CELERY_APP,
     DATABASE,
     HOSTILE,
+    INVENTORY,
     NODES,
     ROOT,
     SCENARIO_VARS,
@@ -29,6 +31,9 @@ from conftest import (
     journal,
     secret,
 )
+
+MONITORING: list[str] = INVENTORY.get_hosts("monitoring")
+ALL_HOSTS: list[str] = INVENTORY.get_hosts("all")
 
 # What each host runs, from its groups (a host may be in several).
 SERVICES: list[tuple[str, str]] = sorted(
@@ -46,6 +51,20 @@ SERVICES: list[tuple[str, str]] = sorted(
     | (
         {(name, f"{UNIT_PREFIX}-redis-unacked.service") for name in WORKERS}
         if SCENARIO_VARS.get("dcs_broker", "redis") == "redis"
+        else set()
+    )
+    # With a monitoring host (playbooks/monitoring.yml): exporters everywhere, the heartbeat on the
+    # scheduler, Prometheus and Alertmanager on the monitoring hosts.
+    | (
+        {(name, "prometheus-node-exporter.service") for name in ALL_HOSTS}
+        | {(name, "prometheus-redis-exporter.service") for name in BROKERS}
+        | {(SCHEDULER, f"{UNIT_PREFIX}-heartbeat.service")}
+        | {
+            (name, unit)
+            for name in MONITORING
+            for unit in ("prometheus.service", "prometheus-alertmanager.service")
+        }
+        if MONITORING
         else set()
     )
 )
