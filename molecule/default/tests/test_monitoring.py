@@ -8,6 +8,7 @@ import json
 import shlex
 import time
 
+import dcs_testlib
 import pytest
 from conftest import (
     BROKERS,
@@ -65,13 +66,9 @@ def receiver(monitoring):
 
 def prometheus(monitoring, path: str) -> dict:
     """GET Prometheus' API on the monitoring host (it listens on loopback there)."""
-    code = (
-        "import sys, urllib.request; "
-        "print(urllib.request.urlopen('http://127.0.0.1:9090' + sys.argv[1], timeout=10).read().decode())"
-    )
-    result = monitoring.run(f"python3 -c {shlex.quote(code)} {shlex.quote(path)}")
-    assert result.rc == 0, result.stderr
-    return json.loads(result.stdout)["data"]
+    status, text = dcs_testlib.http(monitoring, "GET", f"http://127.0.0.1:9090{path}")
+    assert status == 200, text
+    return json.loads(text)["data"]
 
 
 def notified(monitoring, since: float) -> list[dict]:

@@ -37,6 +37,12 @@ def env_value(value, name: str = "") -> str:
     return f'"{text}"'
 
 
+def host_port(address, port) -> str:
+    """`address:port` for a listen or scrape address; an IPv6 address goes in brackets."""
+    text = str(address)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
 def url_part(value) -> str:
     """`value` percent-encoded for any one component of a URL (user, password, host path, vhost)."""
     return quote(str(value), safe="")
@@ -44,4 +50,9 @@ def url_part(value) -> str:
 
 class FilterModule:
     def filters(self):
-        return {"env_value": env_value, "env_problem": env_problem, "url_part": url_part}
+        return {
+            "env_value": env_value,
+            "env_problem": env_problem,
+            "host_port": host_port,
+            "url_part": url_part,
+        }
