@@ -131,10 +131,14 @@ def test_a_task_sent_to_each_queue_runs_on_that_queues_worker(host, queue):
     assert answer["hostname"] == node(queue)
 
 
-def test_exactly_one_beat_runs(host):
+def test_exactly_one_beat_runs_and_its_probe_reports_its_schedule(host):
     # The bracket keeps pgrep from matching the shell that runs it.
-    assert host.check_output("pgrep -c -f 'bin/celery -A acme [b]eat'") == "1"
+    assert host.check_output("pgrep -c -f '[-]A acme beat'") == "1"
     assert host.file("/var/lib/celery-beat/celerybeat-schedule").exists
+    # Beat runs through its liveness probe (roles/celery_beat), under supervisor as under systemd.
+    liveness = json.loads(host.file("/var/lib/celery-beat/liveness.json").content_string)
+    assert liveness["shortest_interval"] > 0, liveness
+    assert liveness["entries"] > 0, liveness
 
 
 def test_flower_keeps_its_password_off_the_command_line(host):

@@ -14,11 +14,18 @@ The length is the broker's own count of ready messages, from a passive declarati
 through the project's app: the same call for Redis (the list's length) and RabbitMQ (messages
 ready); a queue the broker does not hold (Redis drops an empty list) counts 0.
 
+With --beat-liveness-file (written by Beat's probe, roles/celery_beat), it also serves when Beat last
+sent a periodic task (celery_beat_last_sent_timestamp_seconds) and the shortest interval of Beat's
+schedule (celery_beat_shortest_interval_seconds): Beat silent for twice that interval is an alert.
+celery_beat_probe_reported is 0 while the file is missing (Beat never started here) and 1 once read;
+the other two are served from the file (the interval not for a schedule without entries).
+
 Run by <prefix>-heartbeat.service (roles/celery_heartbeat) in the release, with the app's
 environment: the project's own Celery app routes and declares the queues as its workers do.
 """
 
 import argparse
+import json
 import time
 
 import amqp.exceptions
@@ -55,6 +62,47 @@ def queue_lengths(app, queues: list[str]) -> dict[str, int]:
     return lengths
 
 
+class BeatLiveness:
+    """The Beat probe's file as gauges: whether it was read, when Beat last sent a task, and the
+    shortest interval of its schedule (the last two once the file says)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.reported = Gauge(
+            "celery_beat_probe_reported",
+            "1 when Beat's probe file could be read, 0 while it is missing or unreadable",
+        )
+        self.gauges: dict[str, Gauge] = {}
+
+    def gauge(self, name: str, documentation: str) -> Gauge:
+        if name not in self.gauges:
+            self.gauges[name] = Gauge(name, documentation)
+        return self.gauges[name]
+
+    def update(self) -> None:
+        try:
+            with open(self.path) as handle:
+                state = json.load(handle)
+        except FileNotFoundError:
+            self.reported.set(0)
+            return
+        except (OSError, ValueError) as error:
+            log(f"heartbeat: {self.path}: {error!r}")
+            self.reported.set(0)
+            return
+        self.reported.set(1)
+        if state.get("last_sent") is not None:
+            self.gauge(
+                "celery_beat_last_sent_timestamp_seconds",
+                "When Celery Beat last sent a periodic task (Unix time)",
+            ).set(float(state["last_sent"]))
+        if state.get("shortest_interval") is not None:
+            self.gauge(
+                "celery_beat_shortest_interval_seconds",
+                "The shortest time between two runs of an entry of Beat's schedule",
+            ).set(float(state["shortest_interval"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", required=True, help="the Celery app (celery -A value)")
@@ -63,7 +111,9 @@ def main() -> None:
     parser.add_argument("--resend", type=float, default=300.0)
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9808)
+    parser.add_argument("--beat-liveness-file", help="the file Beat's probe writes")
     args = parser.parse_args()
+    beat = BeatLiveness(args.beat_liveness_file) if args.beat_liveness_file else None
 
     app = find_app(args.app)
     age = Gauge(
@@ -109,6 +159,8 @@ def main() -> None:
                 length.labels(queue).set(count)
         except Exception as error:  # the broker is away: the lengths go stale, the ages grow
             log(f"heartbeat: queue lengths: {error!r}")
+        if beat is not None:
+            beat.update()
         time.sleep(args.interval)
 
 
