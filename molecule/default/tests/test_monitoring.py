@@ -7,17 +7,21 @@ import calendar
 import json
 import shlex
 import time
+import urllib.parse
 
 import dcs_testlib
 import pytest
 from conftest import (
     BROKERS,
+    DATABASE,
     INVENTORY,
     QUEUE_HOST,
     QUEUE_NODES,
     SCHEDULER,
     UNIT_PREFIX,
+    WEB,
     host,
+    http,
     with_app,
 )
 
@@ -71,6 +75,13 @@ def prometheus(monitoring, path: str) -> dict:
     return json.loads(text)["data"]
 
 
+def query(monitoring, promql: str) -> list[dict]:
+    """The samples of an instant PromQL query."""
+    return prometheus(monitoring, "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))[
+        "result"
+    ]
+
+
 def notified(monitoring, since: float) -> list[dict]:
     """Every alert of every notification the receiver got, with the notification's status, for
     alerts that started at or after `since` (Unix time)."""
@@ -103,6 +114,8 @@ def test_prometheus_scrapes_every_target_the_inventory_lists_and_each_is_up(moni
     expected = (
         {("node", name) for name in ALL_HOSTS}
         | {("redis", name) for name in BROKERS}
+        | {("postgres", name) for name in INVENTORY.get_hosts("database")}
+        | {("nginx", name) for name in {*INVENTORY.get_hosts("web"), SCHEDULER}}
         | {
             ("flower", SCHEDULER),
             ("heartbeat", SCHEDULER),
@@ -120,6 +133,51 @@ def test_prometheus_scrapes_every_target_the_inventory_lists_and_each_is_up(moni
         time.sleep(2)
     assert set(health) == expected
     assert {target: state for target, state in health.items() if state != "up"} == {}
+
+
+def test_nginx_counts_each_request_by_status_for_prometheus(monitoring):
+    """Every request nginx serves becomes a line of its metrics log, which mtail turns into
+    nginx_http_requests_total{site, status}: five requests for a page that does not exist raise the
+    404 count of the web host's site by five."""
+    web = host(WEB)
+    counted = f'sum(nginx_http_requests_total{{host="{WEB}",status="404"}}) or vector(0)'
+
+    def count() -> float:
+        return float(query(monitoring, counted)[0]["value"][1])
+
+    before = count()
+    for _ in range(5):
+        status, _ = http(web, "GET", "/dcs-monitoring-test/no-such-page")
+        assert status == 404
+    deadline = time.monotonic() + 30
+    while count() < before + 5 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert count() == before + 5
+
+
+def test_the_database_exporter_reads_statistics_as_a_role_that_cannot_open_the_apps_database(
+    monitoring,
+):
+    """The PostgreSQL exporter logs in through the Unix socket as its OS user (peer, no password),
+    a pg_monitor member: Prometheus sees the database up, and that role cannot connect to the
+    application's database at all."""
+    up = query(monitoring, "pg_up")
+    assert [(s["metric"]["host"], s["value"][1]) for s in up] == [(DATABASE, "1")], up
+    database = host(DATABASE)
+
+    def sql(query: str, as_user: str = "postgres", db: str = "postgres"):
+        return database.run(f"runuser -u {as_user} -- psql -XAtq -d {db} -c {shlex.quote(query)}")
+
+    member = sql("SELECT pg_has_role('prometheus', 'pg_monitor', 'MEMBER')").stdout.strip()
+    assert member == "t"
+    closed = sql(
+        "SELECT datname FROM pg_database WHERE NOT datistemplate"
+        " AND NOT has_database_privilege('prometheus', datname, 'CONNECT')"
+    ).stdout.split()
+    assert closed, "the monitor role may connect to every database"
+    refused = sql("SELECT 1", as_user="prometheus", db=closed[0])
+    assert refused.rc != 0
+    assert "permission denied" in refused.stderr, refused.stderr
 
 
 def test_every_alert_rule_is_loaded_and_healthy(monitoring):
@@ -214,3 +272,25 @@ def test_a_worker_that_stops_consuming_while_its_unit_stays_active_raises_the_he
         assert worker_host.run(f"kill -CONT {pid}").rc == 0
     assert late["labels"]["severity"] == "critical"
     wait_for(receiver, frozen_at, "resolved", "CeleryQueueHeartbeatLate", {"queue": QUEUE})
+
+
+def test_a_stopped_beat_raises_the_beat_silent_alert_and_resolves_when_it_sends_again(
+    monitoring, receiver
+):
+    """Beat's probe reports its schedule's shortest interval (the scenario's 10-s inventory sync,
+    worked out from the project's own beat_schedule) and each send; with Beat stopped nothing is
+    sent, and CeleryBeatSilent fires after twice that interval; Beat started again sends the
+    overdue task at once and the alert resolves."""
+    interval = query(monitoring, "celery_beat_shortest_interval_seconds")
+    assert [float(sample["value"][1]) for sample in interval] == [10.0], interval
+    scheduler = host(SCHEDULER)
+    unit = f"{UNIT_PREFIX}-beat.service"
+    stopped_at = time.time()
+    assert scheduler.run(f"systemctl stop {unit}").rc == 0
+    try:
+        silent = wait_for(receiver, stopped_at, "firing", "CeleryBeatSilent", {"host": SCHEDULER})
+        assert time.time() - stopped_at >= 2 * 10
+    finally:
+        assert scheduler.run(f"systemctl start {unit}").rc == 0
+    assert silent["labels"]["severity"] == "critical"
+    wait_for(receiver, stopped_at, "resolved", "CeleryBeatSilent", {"host": SCHEDULER})

@@ -53,11 +53,17 @@ SERVICES: list[tuple[str, str]] = sorted(
         if SCENARIO_VARS.get("dcs_broker", "redis") == "redis"
         else set()
     )
-    # With a monitoring host (playbooks/monitoring.yml): exporters everywhere, the heartbeat on the
+    # With a monitoring host (playbooks/monitoring.yml): exporters everywhere (and Redis' and
+    # PostgreSQL's on their hosts), the heartbeat on the
     # scheduler, Prometheus and Alertmanager on the monitoring hosts.
     | (
         {(name, "prometheus-node-exporter.service") for name in ALL_HOSTS}
         | {(name, "prometheus-redis-exporter.service") for name in BROKERS}
+        | {
+            (name, "prometheus-postgres-exporter.service")
+            for name in INVENTORY.get_hosts("database")
+        }
+        | {(name, "mtail.service") for name in {*INVENTORY.get_hosts("web"), SCHEDULER}}
         | {(SCHEDULER, f"{UNIT_PREFIX}-heartbeat.service")}
         | {
             (name, unit)
@@ -78,6 +84,24 @@ def test_each_host_runs_the_services_of_its_groups(name, unit):
 
 
 APP_SERVICES = [(name, unit) for name, unit in SERVICES if unit.startswith(APP)]
+
+
+SIZE_UNITS = {"B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+@pytest.mark.parametrize("name", ALL_HOSTS)
+def test_each_hosts_journal_is_kept_on_disk_within_the_size_cap(name):
+    """roles/journald: journald, restarted with the drop-in, reports the journal it writes and the
+    most it lets it use; that is on disk (/var/log/journal) and at most the cap (1G by default, less
+    when the disk must keep journald_system_keep_free free)."""
+    cap = INVENTORY.get_variables(name).get("journald_system_max_use", "1G")
+    report = host(name).run(
+        "journalctl -u systemd-journald -o cat --no-pager | grep '^System Journal (' | tail -n 1"
+    )
+    match = re.match(r"System Journal \((\S+)\) is \S+, max ([0-9.]+)([BKMGT])", report.stdout)
+    assert match, report.stdout + report.stderr
+    assert match.group(1).startswith("/var/log/journal/")
+    assert float(match.group(2)) * SIZE_UNITS[match.group(3)] <= int(cap[:-1]) * SIZE_UNITS[cap[-1]]
 
 
 @pytest.mark.parametrize(("name", "unit"), [s for s in APP_SERVICES if s[1].endswith(".service")])
