@@ -100,6 +100,28 @@ def test_management_plugin_is_off_by_default(host):
     assert "rabbitmq_management" not in enabled.stdout.split()
 
 
+def test_prometheus_plugin_serves_the_node_metrics_on_the_configured_address_only(host):
+    enabled = host.run("rabbitmq-plugins list --enabled --minimal")
+    assert enabled.rc == 0, enabled.stderr
+    assert enabled.stdout.split() == ["rabbitmq_prometheus"]
+    assert host.socket("tcp://127.0.0.1:15692").is_listening
+    assert not host.socket("tcp://0.0.0.0:15692").is_listening
+    metrics = host.run(
+        "python3 -c 'import urllib.request, sys; "
+        'sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:15692/metrics").read().decode())\''
+    )
+    assert metrics.rc == 0, metrics.stderr
+    hostname = host.check_output("hostname -s")
+    assert f'rabbitmq_node="rabbit@{hostname}"' in metrics.stdout
+    alarms = [line for line in metrics.stdout.splitlines() if line.startswith("rabbitmq_alarms_")]
+    assert {line.split()[0] for line in alarms} >= {
+        "rabbitmq_alarms_free_disk_space_watermark",
+        "rabbitmq_alarms_memory_used_watermark",
+        "rabbitmq_alarms_file_descriptor_limit",
+    }
+    assert [line for line in alarms if line.split()[1] != "0"] == []
+
+
 def test_node_has_the_stable_short_hostname_name(host):
     hostname = host.check_output("hostname -s")
     assert erlang(host, "node().") == f"'rabbit@{hostname}'"
