@@ -101,9 +101,9 @@ def test_management_plugin_is_off_by_default(host):
 
 
 def test_prometheus_plugin_serves_the_node_metrics_on_the_configured_address_only(host):
-    enabled = host.run("rabbitmq-plugins list --enabled --minimal")
+    enabled = host.run("rabbitmq-plugins -q list --enabled --minimal")
     assert enabled.rc == 0, enabled.stderr
-    assert enabled.stdout.split() == ["rabbitmq_prometheus"]
+    assert enabled.stdout.split() == ["rabbitmq_prometheus"], enabled.stdout
     assert host.socket("tcp://127.0.0.1:15692").is_listening
     assert not host.socket("tcp://0.0.0.0:15692").is_listening
     metrics = host.run(
