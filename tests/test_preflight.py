@@ -232,3 +232,34 @@ def test_monitoring_without_a_webhook_url_for_its_alerts_is_refused(tmp_path, ur
     # inventories/local puts dcs-local-db in the monitoring group.
     result = run_site(tmp_path, {"dcs_alert_webhook_url": url})
     assert_stopped_in_preflight(result, "dcs_alert_webhook_url is not an http:// or https:// URL")
+
+
+def test_a_host_name_as_private_address_is_refused_while_the_firewall_filters(tmp_path):
+    """The firewall filters on addresses: a private address that is a name stops the run right
+    after the (read-only) fact gathering, before the first play that changes a host."""
+    hosts = [
+        "dcs-local-db",
+        "dcs-local-broker",
+        "dcs-local-web",
+        "dcs-local-worker",
+        "dcs-local-scheduler",
+    ]
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inventory = {
+        "all": {
+            "hosts": {
+                name: {
+                    **local,
+                    **({"dcs_private_address": "broker.internal"} if "broker" in name else {}),
+                }
+                for name in hosts
+            }
+        }
+    }
+    result = run_site(tmp_path, {}, extra_inventory=json.dumps(inventory), limit="")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "the private address of dcs-local-broker is not an IP address (broker.internal)" in output
+    ), output
+    assert "PLAY [Filter inbound traffic" not in output, output

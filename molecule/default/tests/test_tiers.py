@@ -4,6 +4,7 @@ runs these against the reference app, the cluster scenario against a generated t
 
 import json
 import re
+import shlex
 import time
 
 import dcs_testlib
@@ -53,6 +54,8 @@ SERVICES: list[tuple[str, str]] = sorted(
         if SCENARIO_VARS.get("dcs_broker", "redis") == "redis"
         else set()
     )
+    # The host firewall (playbooks/firewall.yml) on every host.
+    | {(name, "nftables.service") for name in ALL_HOSTS}
     # With a monitoring host (playbooks/monitoring.yml): exporters everywhere (and Redis' and
     # PostgreSQL's on their hosts), the heartbeat on the
     # scheduler, Prometheus and Alertmanager on the monitoring hosts.
@@ -331,3 +334,61 @@ def test_the_data_tier_listens_only_on_loopback_and_its_private_address(tier):
 def test_app_hosts_listen_publicly_only_with_nginx(name):
     public = {port for ip, port in listening(name) if ip not in LOOPBACK | {address(name)}}
     assert public <= {80, 443}, host(name).check_output("ss -tlnp")
+
+
+# Connects to ADDRESS:PORT and says how it went: open, refused (nothing listens) or dropped (no
+# answer: a firewall).
+PROBE = """
+import socket, sys
+address, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+s.settimeout(timeout)
+try:
+    s.connect((address, port))
+    print("open")
+except socket.timeout:
+    print("dropped")
+except ConnectionRefusedError:
+    print("refused")
+"""
+UNLISTED_PORT = 18088
+
+
+def connect(source: str, target: str, port: int) -> str:
+    """How a TCP connection from host `source` to host `target`'s private address goes."""
+    return host(source).check_output(
+        f"python3 -c {shlex.quote(PROBE)} {address(target)} {port} 1.5"
+    )
+
+
+@pytest.mark.parametrize("name", ALL_HOSTS)
+def test_each_host_drops_a_connection_to_a_port_its_firewall_does_not_list(name):
+    target = host(name)
+    assert "policy drop;" in target.check_output("nft list chain inet dcs input")
+    target.run("systemctl stop dcs-test-listener")
+    started = target.run(
+        "systemd-run --unit=dcs-test-listener --property=Type=exec "
+        f"python3 -m http.server --bind 0.0.0.0 {UNLISTED_PORT}"
+    )
+    assert started.rc == 0, started.stderr
+    try:
+        other = next(peer for peer in ALL_HOSTS if peer != name)
+        deadline = time.monotonic() + 10
+        while connect(name, name, UNLISTED_PORT) != "open" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # It listens (the host itself connects), and another host's connection gets no answer.
+        assert connect(name, name, UNLISTED_PORT) == "open"
+        assert connect(other, name, UNLISTED_PORT) == "dropped"
+    finally:
+        target.run("systemctl stop dcs-test-listener")
+
+
+def test_the_database_answers_a_worker_and_drops_a_host_outside_the_app_groups():
+    assert connect(WORKERS[0], DATABASE, 5432) == "open"
+    assert connect(BROKER, DATABASE, 5432) == "dropped"
+
+
+def test_the_broker_answers_a_worker_and_drops_a_host_outside_the_app_groups():
+    port = 5672 if SCENARIO_VARS.get("dcs_broker", "redis") == "rabbitmq" else 6379
+    assert connect(WORKERS[0], BROKER, port) == "open"
+    assert connect(DATABASE, BROKER, port) == "dropped"
