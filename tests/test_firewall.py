@@ -24,9 +24,7 @@ STACK = {
 APP = ["10.0.0.31", "10.0.0.41", "10.0.0.51"]
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("firewall")
+def render(directory: Path, extra_vars: dict) -> subprocess.CompletedProcess:
     hosts = {
         group: {
             "hosts": {name: {"dcs_private_address": address} for name, address in members.items()}
@@ -39,7 +37,7 @@ def rendered(tmp_path_factory) -> Path:
             {"all": {"vars": {"ansible_python_interpreter": sys.executable}, "children": hosts}}
         )
     )
-    result = subprocess.run(
+    return subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
             "-i",
@@ -47,7 +45,7 @@ def rendered(tmp_path_factory) -> Path:
             "-i",
             str(inventory),
             "-e",
-            f"out_dir={directory} dcs_broker=rabbitmq",
+            json.dumps({"out_dir": str(directory), "dcs_broker": "rabbitmq", **extra_vars}),
             str(ROOT / "tests" / "firewall" / "render.yml"),
         ],
         cwd=ROOT,
@@ -56,6 +54,12 @@ def rendered(tmp_path_factory) -> Path:
         text=True,
         timeout=120,
     )
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("firewall")
+    result = render(directory, {})
     assert result.returncode == 0, result.stdout + result.stderr
     return directory
 
@@ -132,3 +136,22 @@ def test_the_table_drops_what_no_rule_accepts(rendered):
         'tcp dport { 22 } accept comment "ssh"',
         'ip saddr 10.0.0.10 tcp dport { 9100 } accept comment "node exporter from the monitoring hosts"',
     ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "named"),
+    [
+        (
+            {"name": "backups", "ports": [873], "sources": ["backup.internal"]},
+            "['backup.internal']",
+        ),
+        ({"name": "rsync; flush ruleset", "ports": [873], "sources": ["any"]}, "needs a `name`"),
+        ({"name": "backups", "ports": [70000], "sources": ["any"]}, "ports 1-65535"),
+        ({"name": "backups", "ports": [873], "sources": "10.0.0.9"}, "a list of IP addresses"),
+    ],
+)
+def test_a_rule_the_role_cannot_load_is_refused_with_what_to_fix(tmp_path, rule, named):
+    result = render(tmp_path, {"dcs_firewall_extra_rules": [rule]})
+    assert result.returncode != 0, result.stdout
+    assert named in result.stdout, result.stdout
+    assert not list(tmp_path.glob("*.nft"))
