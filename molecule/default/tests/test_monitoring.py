@@ -145,7 +145,19 @@ def test_nginx_counts_each_request_by_status_for_prometheus(monitoring):
     def count() -> float:
         return float(query(monitoring, counted)[0]["value"][1])
 
-    before = count()
+    def settled() -> float:
+        """The count once no earlier request is still on its way (log, mtail, scrape)."""
+        deadline = time.monotonic() + 30
+        previous = count()
+        while time.monotonic() < deadline:
+            time.sleep(3)  # longer than the scenario's 2-s scrape interval
+            current = count()
+            if current == previous:
+                return current
+            previous = current
+        raise AssertionError(f"the 404 count kept moving: {previous}")
+
+    before = settled()
     for _ in range(5):
         status, _ = http(web, "GET", "/dcs-monitoring-test/no-such-page")
         assert status == 404
@@ -288,8 +300,12 @@ def test_a_stopped_beat_raises_the_beat_silent_alert_and_resolves_when_it_sends_
     stopped_at = time.time()
     assert scheduler.run(f"systemctl stop {unit}").rc == 0
     try:
+        # Beat's last send before the stop, as its probe recorded it: silence counts from there.
+        liveness = scheduler.file(f"/var/lib/{UNIT_PREFIX}-beat/liveness.json").content_string
+        last_sent = json.loads(liveness)["last_sent"]
+        assert stopped_at - 15 <= last_sent <= stopped_at
         silent = wait_for(receiver, stopped_at, "firing", "CeleryBeatSilent", {"host": SCHEDULER})
-        assert time.time() - stopped_at >= 2 * 10
+        assert time.time() - last_sent >= 2 * 10
     finally:
         assert scheduler.run(f"systemctl start {unit}").rc == 0
     assert silent["labels"]["severity"] == "critical"
