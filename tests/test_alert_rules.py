@@ -2,7 +2,6 @@
 them, pass `promtool check rules`, and each alert fires when its unit test says and not before
 (`promtool test rules` on tests/alert_rules/stack.test.yml, with the default thresholds)."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from control_node import run_playbook
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent / "alert_rules"
@@ -47,28 +47,13 @@ def rendered(tmp_path_factory) -> Path:
     }
     inventory = directory / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": hosts}}))
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            "groups.yml",
-            "-i",
-            str(inventory),
-            "-e",
-            f"rules_file={directory / 'rules.yml'} config_file={directory / 'prometheus.yml'}",
-            str(HERE / "render.yml"),
-        ],
-        cwd=ROOT,
-        # Nothing to speed up on the control node alone: the plain strategy, not Mitogen's.
-        env={
-            **os.environ,
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_STRATEGY": "linear",
+    result = run_playbook(
+        HERE / "render.yml",
+        inventory,
+        {
+            "rules_file": str(directory / "rules.yml"),
+            "config_file": str(directory / "prometheus.yml"),
         },
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     shutil.copy(HERE / "stack.test.yml", directory / "stack.test.yml")

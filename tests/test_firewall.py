@@ -4,13 +4,13 @@ serve, from the hosts that use it, and nothing else (tests/firewall/render.yml).
 the containers of the default and cluster scenarios (test_tiers.py)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from control_node import run_playbook
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = {
@@ -37,22 +37,10 @@ def render(directory: Path, extra_vars: dict) -> subprocess.CompletedProcess:
             {"all": {"vars": {"ansible_python_interpreter": sys.executable}, "children": hosts}}
         )
     )
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            "groups.yml",
-            "-i",
-            str(inventory),
-            "-e",
-            json.dumps({"out_dir": str(directory), "dcs_broker": "rabbitmq", **extra_vars}),
-            str(ROOT / "tests" / "firewall" / "render.yml"),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_STRATEGY": "linear"},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return run_playbook(
+        ROOT / "tests" / "firewall" / "render.yml",
+        inventory,
+        {"out_dir": str(directory), "dcs_broker": "rabbitmq", **extra_vars},
     )
 
 
