@@ -52,12 +52,12 @@ def rendered(tmp_path_factory) -> Path:
     return directory
 
 
-def accepted(rendered: Path, name: str) -> dict[int, set[str]]:
-    """Port -> sources the host accepts ("any" for every source)."""
-    ports: dict[int, set[str]] = {}
+def accepted(rendered: Path, name: str) -> dict[int | str, set[str]]:
+    """Port (or "low-high" range) -> sources the host accepts ("any" for every source)."""
+    ports: dict[int | str, set[str]] = {}
     for rule in json.loads((rendered / f"{name}.json").read_text()):
-        for port in rule["ports"]:
-            ports.setdefault(int(port), set()).update(rule["sources"])
+        for port in map(str, rule["ports"]):
+            ports.setdefault(int(port) if port.isdigit() else port, set()).update(rule["sources"])
     return ports
 
 
@@ -86,9 +86,15 @@ def test_a_broker_node_answers_the_app_hosts_and_the_other_nodes(rendered):
         5672: set(APP),
         4369: {"10.0.0.21", "10.0.0.22"},
         25672: {"10.0.0.21", "10.0.0.22"},
+        "35672-35682": {"10.0.0.21", "10.0.0.22"},
         9121: {"10.0.0.10"},
         15692: {"10.0.0.10"},
     }
+    table = (rendered / "mq1.nft").read_text()
+    assert (
+        "ip saddr 10.0.0.22 tcp dport { 4369, 25672, 35672-35682 } accept"
+        ' comment "epmd and erlang distribution from the other broker nodes"'
+    ) in table
 
 
 def test_the_web_host_serves_http_to_anyone_and_a_worker_serves_nothing(rendered):
@@ -126,6 +132,19 @@ def test_the_table_drops_what_no_rule_accepts(rendered):
     ]
 
 
+def test_nft_accepts_every_hosts_table(rendered):
+    """`nft --check` parses each table as the role's template task validates it on the host."""
+    tables = sorted(rendered.glob("*.nft"))
+    assert [table.stem for table in tables] == sorted(
+        {name for members in STACK.values() for name in members}
+    )
+    for table in tables:
+        check = subprocess.run(
+            ["nft", "--check", "--file", str(table)], capture_output=True, text=True
+        )
+        assert check.returncode == 0, f"{table.name}: {check.stderr}"
+
+
 @pytest.mark.parametrize(
     ("rule", "named"),
     [
@@ -135,6 +154,8 @@ def test_the_table_drops_what_no_rule_accepts(rendered):
         ),
         ({"name": "rsync; flush ruleset", "ports": [873], "sources": ["any"]}, "needs a `name`"),
         ({"name": "backups", "ports": [70000], "sources": ["any"]}, "ports 1-65535"),
+        ({"name": "backups", "ports": ["873-800"], "sources": ["any"]}, "ranges"),
+        ({"name": "backups", "ports": ["873-"], "sources": ["any"]}, "ranges"),
         ({"name": "backups", "ports": [873], "sources": "10.0.0.9"}, "a list of IP addresses"),
     ],
 )

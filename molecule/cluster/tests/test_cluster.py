@@ -6,7 +6,7 @@ import re
 import time
 
 import pytest
-from conftest import APP, BROKERS, QUEUES, WORKERS, host, with_app
+from conftest import APP, BROKERS, DATABASE, QUEUES, WORKERS, connect, host, with_app
 from dcs_testlib import run_playbook
 
 VHOST = APP
@@ -84,3 +84,11 @@ def test_a_node_on_its_own_joins_by_a_rerun_of_site_yml_and_gets_a_replica_of_ev
         time.sleep(1)
     for other in BROKERS[:-1]:
         assert re.search(rf"^{other}\s+: ok=\d+\s+changed=0 ", result.stdout, re.M), other
+
+
+def test_a_broker_node_takes_erlang_distribution_from_the_other_nodes_only():
+    """The firewall lets the nodes (and the CLI tools they call back) talk; another host is dropped."""
+    dist_port = 25672
+    for port in (4369, dist_port):
+        assert connect(BROKERS[1], BROKERS[0], port) == "open", port
+        assert connect(DATABASE, BROKERS[0], port) == "dropped", port

@@ -8,6 +8,7 @@ app; the cluster scenario a generated third-party project: APP and CELERY_APP co
 
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -68,6 +69,37 @@ def secret(name: str) -> str:
 def host(name: str):
     """The testinfra host of an inventory host name."""
     return INVENTORY.get_host(name)
+
+
+def address(name: str) -> str:
+    """The private address of an inventory host (its default route's)."""
+    return host(name).check_output(
+        "ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \\([^ ]*\\).*/\\1/p'"
+    )
+
+
+# Connects to ADDRESS:PORT and says how it went: open, refused (nothing listens) or dropped (no
+# answer: a firewall).
+PROBE = """
+import socket, sys
+address, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+s.settimeout(timeout)
+try:
+    s.connect((address, port))
+    print("open")
+except socket.timeout:
+    print("dropped")
+except ConnectionRefusedError:
+    print("refused")
+"""
+
+
+def connect(source: str, target: str, port: int) -> str:
+    """How a TCP connection from host `source` to host `target`'s private address goes."""
+    return host(source).check_output(
+        f"python3 -c {shlex.quote(PROBE)} {address(target)} {port} 1.5"
+    )
 
 
 @pytest.fixture(scope="session")

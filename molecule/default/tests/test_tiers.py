@@ -4,7 +4,6 @@ runs these against the reference app, the cluster scenario against a generated t
 
 import json
 import re
-import shlex
 import time
 
 import dcs_testlib
@@ -26,7 +25,9 @@ from conftest import (
     UNIT_PREFIX,
     WEB,
     WORKERS,
+    address,
     celery,
+    connect,
     host,
     http,
     journal,
@@ -291,13 +292,6 @@ def test_nginx_names_no_version_in_its_headers_or_error_pages(web):
     assert "<center>nginx</center>" in text
 
 
-def address(name: str) -> str:
-    """The private address of an inventory host (its default route's)."""
-    return host(name).check_output(
-        "ip -4 -o route get 1.1.1.1 | sed -n 's/.* src \\([^ ]*\\).*/\\1/p'"
-    )
-
-
 @pytest.mark.parametrize("by", ["name", "address"])
 def test_django_and_flower_answer_by_name_and_by_address(worker, by):
     """From another host, as a client on the private network would ask them."""
@@ -340,34 +334,10 @@ def test_app_hosts_listen_publicly_only_with_nginx(name):
     assert public <= {80, 443}, host(name).check_output("ss -tlnp")
 
 
-# Connects to ADDRESS:PORT and says how it went: open, refused (nothing listens) or dropped (no
-# answer: a firewall).
-PROBE = """
-import socket, sys
-address, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
-s.settimeout(timeout)
-try:
-    s.connect((address, port))
-    print("open")
-except socket.timeout:
-    print("dropped")
-except ConnectionRefusedError:
-    print("refused")
-"""
 UNLISTED_PORT = 18088
-# The hosts whose firewall is probed: every host, when the scenario runs the firewall.
-FIREWALLED: list[str] = ALL_HOSTS if SCENARIO_VARS.get("dcs_firewall_enabled", True) else []
 
 
-def connect(source: str, target: str, port: int) -> str:
-    """How a TCP connection from host `source` to host `target`'s private address goes."""
-    return host(source).check_output(
-        f"python3 -c {shlex.quote(PROBE)} {address(target)} {port} 1.5"
-    )
-
-
-@pytest.mark.parametrize("name", FIREWALLED)
+@pytest.mark.parametrize("name", ALL_HOSTS)
 def test_each_host_drops_a_connection_to_a_port_its_firewall_does_not_list(name):
     target = host(name)
     assert "policy drop;" in target.check_output("nft list chain inet dcs input")
@@ -389,14 +359,12 @@ def test_each_host_drops_a_connection_to_a_port_its_firewall_does_not_list(name)
         target.run("systemctl stop dcs-test-listener")
 
 
-@pytest.mark.parametrize("name", FIREWALLED[:1])
-def test_the_database_answers_a_worker_and_drops_a_host_outside_the_app_groups(name):
+def test_the_database_answers_a_worker_and_drops_a_host_outside_the_app_groups():
     assert connect(WORKERS[0], DATABASE, 5432) == "open"
     assert connect(BROKER, DATABASE, 5432) == "dropped"
 
 
-@pytest.mark.parametrize("name", FIREWALLED[:1])
-def test_the_broker_answers_a_worker_and_drops_a_host_outside_the_app_groups(name):
+def test_the_broker_answers_a_worker_and_drops_a_host_outside_the_app_groups():
     port = 5672 if SCENARIO_VARS.get("dcs_broker", "redis") == "rabbitmq" else 6379
     assert connect(WORKERS[0], BROKER, port) == "open"
     assert connect(DATABASE, BROKER, port) == "dropped"
