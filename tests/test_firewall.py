@@ -152,6 +152,7 @@ def test_nft_accepts_every_hosts_table(rendered):
             {"name": "backups", "ports": [873], "sources": ["backup.internal"]},
             "['backup.internal']",
         ),
+        ({"name": "backups", "ports": [873], "sources": ["999.1.1.1"]}, "['999.1.1.1']"),
         ({"name": "rsync; flush ruleset", "ports": [873], "sources": ["any"]}, "needs a `name`"),
         ({"name": "backups", "ports": [70000], "sources": ["any"]}, "ports 1-65535"),
         ({"name": "backups", "ports": ["873-800"], "sources": ["any"]}, "ranges"),
