@@ -23,6 +23,7 @@ SECRETS = [
     "vault_flower_password",
     "vault_rabbitmq_app_password",
     "vault_rabbitmq_erlang_cookie",
+    "vault_backup_cipher_pass",
 ]
 
 
@@ -93,6 +94,11 @@ def test_a_rabbitmq_cluster_of_two_nodes_is_refused(tmp_path):
 def test_a_missing_secret_is_named(tmp_path):
     result = run_site(tmp_path, {"vault_flower_password": ""})
     assert_stopped_in_preflight(result, "vault_flower_password is missing")
+
+
+def test_a_backup_passphrase_with_a_trailing_blank_is_refused(tmp_path):
+    result = run_site(tmp_path, {"vault_backup_cipher_pass": "a-long-enough-passphrase-0123 "})
+    assert_stopped_in_preflight(result, "vault_backup_cipher_pass (the backup repository")
 
 
 def test_an_unknown_broker_is_refused(tmp_path):
