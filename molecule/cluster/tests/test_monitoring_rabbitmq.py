@@ -42,10 +42,11 @@ def test_every_broker_node_serves_its_metrics_and_none_raises_an_alarm(monitorin
             break
         time.sleep(2)
     assert up == dict.fromkeys(BROKERS, 1.0)
-    # One cluster: every node reports the same cluster name.
+    # One cluster: every node reports the same permanent cluster id (the cluster's name label is
+    # each node's own view, its node name unless set_cluster_name was run).
     identities = query(monitoring, "rabbitmq_identity_info")
     assert {sample["metric"]["host"] for sample in identities} == set(BROKERS)
-    assert len({sample["metric"]["rabbitmq_cluster"] for sample in identities}) == 1
+    assert len({sample["metric"]["rabbitmq_cluster_permanent_id"] for sample in identities}) == 1
     alarms = query(monitoring, '{__name__=~"rabbitmq_alarms_.+", job="rabbitmq"}')
     assert {sample["metric"]["host"] for sample in alarms} == set(BROKERS)
     assert [sample["metric"] for sample in alarms if sample["value"][1] != "0"] == []
