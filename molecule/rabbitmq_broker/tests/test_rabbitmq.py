@@ -219,3 +219,26 @@ def test_quorum_queue_and_its_messages_survive_a_restart(host, app):
     assert queue["messages"] == MESSAGES, journal(host)
     first = amqp(host, *app, "get", QUEUE)
     assert first.stdout.splitlines()[0] == "message 0", first.stderr
+
+
+def test_the_definitions_export_writes_the_vhost_user_and_policy_for_root_only(host):
+    timer = host.service("rabbitmq-definitions-backup.timer")
+    assert timer.is_enabled and timer.is_running
+    before = set(host.check_output("ls -1 /var/backups/rabbitmq").split())
+    host.check_output("systemctl start rabbitmq-definitions-backup.service")
+    files = set(host.check_output("ls -1 /var/backups/rabbitmq").split()) - before
+    assert len(files) == 1 and not any(name.endswith(".part") for name in files), files
+    export = host.file(f"/var/backups/rabbitmq/{files.pop()}")
+    assert (export.user, export.mode) == ("root", 0o600)
+    definitions = json.loads(export.content_string)
+    assert "app" in {vhost["name"] for vhost in definitions["vhosts"]}
+    assert "app" in {user["name"] for user in definitions["users"]}
+    assert "guest" not in {user["name"] for user in definitions["users"]}
+    assert "quorum-delivery-limit" in {policy["name"] for policy in definitions["policies"]}
+
+
+def test_an_export_older_than_the_kept_days_is_removed_by_the_next_export(host):
+    old = "/var/backups/rabbitmq/definitions-20000101T000000Z.json"
+    host.check_output(f"install -m 0600 /dev/null {old} && touch -d '2000-01-01' {old}")
+    host.check_output("systemctl start rabbitmq-definitions-backup.service")
+    assert not host.file(old).exists
