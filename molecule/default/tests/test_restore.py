@@ -29,7 +29,11 @@ def sql(db, query: str) -> str:
 
 
 def orders(db) -> int:
-    return int(sql(db, f"SELECT count(*) FROM orders_order WHERE email = '{BUYER}'"))
+    # The table lives in the app role's own schema (roles/postgresql), not on postgres' search path.
+    schema = sql(
+        db, "SELECT table_schema FROM information_schema.tables WHERE table_name = 'orders_order'"
+    )
+    return int(sql(db, f"SELECT count(*) FROM \"{schema}\".orders_order WHERE email = '{BUYER}'"))
 
 
 def place_orders(api, count: int):
