@@ -101,6 +101,12 @@ def test_a_backup_passphrase_with_a_trailing_blank_is_refused(tmp_path):
     assert_stopped_in_preflight(result, "vault_backup_cipher_pass (the backup repository")
 
 
+def test_acme_for_a_web_host_without_a_public_name_is_refused(tmp_path):
+    # The local inventory's web host answers to localhost and addresses only.
+    result = run_site(tmp_path, {"app_acme_enabled": True})
+    assert_stopped_in_preflight(result, "app_acme_domains must list the DNS")
+
+
 def test_an_unknown_broker_is_refused(tmp_path):
     result = run_site(tmp_path, {"dcs_broker": "kafka"})
     assert_stopped_in_preflight(result, "dcs_broker is 'kafka'; set it to one of redis, rabbitmq")
