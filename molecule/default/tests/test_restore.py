@@ -44,7 +44,9 @@ def place_orders(api, count: int):
 def destroy_the_data(db):
     """What a lost disk leaves: PostgreSQL stopped and its data directory empty."""
     data = sql(db, "SHOW data_directory")
-    db.check_output("systemctl stop postgresql")
+    # The cluster's own unit: stopping postgresql.service only propagates the stop, without waiting.
+    db.check_output("systemctl stop 'postgresql@*.service'")
+    assert db.run(f"test -e {shlex.quote(data)}/postmaster.pid").rc != 0
     db.check_output(f"find {shlex.quote(data)} -mindepth 1 -delete")
 
 
