@@ -1,6 +1,6 @@
 """The one check of an address an operator types (collection dcs.stack, tests ip_address and
 ip_network): the roles' listen addresses, preflight's private addresses, firewall sources and
-PostgreSQL's client networks all go through it."""
+PostgreSQL's client networks all go through it; and dns_name, for a certificate's names."""
 
 import importlib.util
 from pathlib import Path
@@ -54,3 +54,16 @@ def test_a_version_narrows_the_check():
     assert not addresses.ip_address("fd00::5", 4)
     assert addresses.ip_network("fd00::/64", 6)
     assert not addresses.ip_network("10.0.0.0/8", 6)
+
+
+@pytest.mark.parametrize("value", ["web.dcs.test", "shop.example.com", "a-b.c0"])
+def test_a_name_with_a_dot_is_a_dns_name(value):
+    assert addresses.dns_name(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["localhost", "dcs-web-1", "-a.example.com", "a-.example.com", "a..b", "a.b ", "a b.c", ""],
+)
+def test_a_bare_host_name_or_a_malformed_name_is_not_a_dns_name(value):
+    assert not addresses.dns_name(value)

@@ -1,6 +1,6 @@
 """Jinja tests for the addresses an operator types: one check, by Python's own parser, wherever the
 bundle needs an IP address (a listen address, a private address) or a network (a firewall source,
-a pg_hba client)."""
+a pg_hba client), and one for a DNS name a public CA issues for (a certificate's names)."""
 
 import ipaddress
 import re
@@ -32,6 +32,17 @@ def ip_network(value, version: int = 0) -> bool:
     return version in (0, network.version)
 
 
+# Labels of letters, digits and inner hyphens, at least two of them: a CA issues for no bare host name.
+DNS_NAME = re.compile(
+    r"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?[.])+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+
+
+def dns_name(value) -> bool:
+    """True for a DNS name with a dot (web.example.com); a bare host name is not one."""
+    return DNS_NAME.fullmatch(str(value)) is not None
+
+
 class TestModule:
     def tests(self):
-        return {"ip_address": ip_address, "ip_network": ip_network}
+        return {"ip_address": ip_address, "ip_network": ip_network, "dns_name": dns_name}
