@@ -61,11 +61,9 @@ def monitoring():
 
 @pytest.fixture(scope="module")
 def receiver(monitoring):
-    monitoring.run(f"systemctl stop dcs-test-alerts; rm -f {NOTIFICATIONS_FILE}")
-    started = monitoring.run(
-        f"systemd-run --unit=dcs-test-alerts --property=Type=exec python3 -c {shlex.quote(RECEIVER)}"
-    )
-    assert started.rc == 0, started.stderr
+    monitoring.run("systemctl stop dcs-test-alerts")
+    monitoring.run(f"rm -f {NOTIFICATIONS_FILE}")
+    dcs_testlib.start_unit(monitoring, "dcs-test-alerts", f"python3 -c {shlex.quote(RECEIVER)}")
     yield monitoring
     monitoring.run("systemctl stop dcs-test-alerts")
 

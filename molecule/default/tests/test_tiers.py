@@ -341,12 +341,9 @@ UNLISTED_PORT = 18088
 def test_each_host_drops_a_connection_to_a_port_its_firewall_does_not_list(name):
     target = host(name)
     assert "policy drop;" in target.check_output("nft list chain inet dcs input")
-    target.run("systemctl stop dcs-test-listener")
-    started = target.run(
-        "systemd-run --unit=dcs-test-listener --property=Type=exec "
-        f"python3 -m http.server --bind 0.0.0.0 {UNLISTED_PORT}"
+    dcs_testlib.start_unit(
+        target, "dcs-test-listener", f"python3 -m http.server --bind 0.0.0.0 {UNLISTED_PORT}"
     )
-    assert started.rc == 0, started.stderr
     try:
         other = next(peer for peer in ALL_HOSTS if peer != name)
         deadline = time.monotonic() + 10

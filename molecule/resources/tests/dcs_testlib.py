@@ -32,6 +32,14 @@ def python(host, code: str, app: str = APP, user: str = "root"):
     )
 
 
+def start_unit(host, unit: str, command: str):
+    """Run `command` on `host` as the transient systemd unit `unit` (one of that name stopped first):
+    the tests' listeners, receivers and load loops."""
+    host.run(f"systemctl stop {shlex.quote(unit)}")
+    started = host.run(f"systemd-run --unit={shlex.quote(unit)} --property=Type=exec {command}")
+    assert started.rc == 0, started.stderr
+
+
 def journal(host, unit: str, lines: int = 50) -> str:
     return host.run(f"journalctl -u {shlex.quote(unit)} -n {lines} --no-pager").stdout
 
