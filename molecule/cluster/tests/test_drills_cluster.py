@@ -28,7 +28,7 @@ from conftest import (
     host,
     with_app,
 )
-from dcs_testlib import run_playbook
+from dcs_testlib import drill_report, run_playbook
 
 # Each run's drill names are its own: a second verify on the same hosts counts afresh.
 RUN = time.strftime("%H%M%S")
@@ -74,7 +74,7 @@ def counts(drill: str, sent: int) -> dict[str, int]:
         "lost": sent - done,
         "executions": sum(1 for _, event, _, _ in rows if event == "start"),
     }
-    print(f"drill {drill}: " + ", ".join(f"{key} {value}" for key, value in numbers.items()))
+    drill_report(f"drill {drill}: " + ", ".join(f"{key} {value}" for key, value in numbers.items()))
     return numbers
 
 
@@ -169,7 +169,7 @@ class Publisher:
         while time.monotonic() < deadline and '"sent"' not in worker.file(self.out).content_string:
             time.sleep(1)
         published = json.loads(worker.file(self.out).content_string.strip().splitlines()[-1])
-        print(f"drill {self.drill}: publisher {published}")
+        drill_report(f"drill {self.drill}: publisher {published}")
         return published
 
 
@@ -225,7 +225,7 @@ def test_losing_the_node_that_leads_a_queue_stops_neither_publishing_nor_consumi
     sent = published["sent"]
     wait_for_done(drill, sent, 180)
     numbers = counts(drill, sent)
-    print(f"drill {drill}: stopped {first}, killed {second}")
+    drill_report(f"drill {drill}: stopped {first}, killed {second}")
     assert published["errors"] == {}, published
     assert numbers["lost"] == 0 and numbers["done"] == sent, numbers
     for name in BROKERS:
@@ -338,7 +338,7 @@ def test_a_rolling_release_over_two_web_hosts_fails_no_request_and_loses_no_task
     sent = published["sent"]
     wait_for_done(drill, sent, 120)
     numbers = counts(drill, sent)
-    print(f"drill {drill}: requests {http_counts}")
+    drill_report(f"drill {drill}: requests {http_counts}")
     assert {key.split()[0] for key in http_counts["statuses"]} == set(webs), http_counts
     assert all(key.endswith(" 200") for key in http_counts["statuses"]), http_counts
     assert published["errors"] == {}, published

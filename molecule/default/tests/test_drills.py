@@ -97,7 +97,9 @@ def counts(state: dict[int, dict], sent: int) -> dict[str, int]:
 
 
 def report(drill: str, numbers: dict) -> dict:
-    print(f"drill {drill}: " + ", ".join(f"{key} {value}" for key, value in numbers.items()))
+    dcs_testlib.drill_report(
+        f"drill {drill}: " + ", ".join(f"{key} {value}" for key, value in numbers.items())
+    )
     return numbers
 
 
@@ -164,7 +166,9 @@ def test_a_stop_under_work_lets_short_tasks_finish_and_hands_long_ones_back(
     assert "Killing process" not in log and "SIGKILL" not in log, log
     long = report("stop", counts(wait_for(web, "stop-long", all_done(1), 150), 1))
     assert long == {"sent": 1, "done": 1, "duplicated": 0, "lost": 0, "executions": 2}
-    print(f"drill stop: systemctl stop took {took:.1f} s (shutdown timeout {timeout} s)")
+    dcs_testlib.drill_report(
+        f"drill stop: systemctl stop took {took:.1f} s (shutdown timeout {timeout} s)"
+    )
 
 
 def test_a_task_over_its_hard_time_limit_is_killed_once_and_not_delivered_again(web):
@@ -349,7 +353,7 @@ def test_a_worker_host_restart_is_a_clean_shutdown_that_brings_every_unit_back(w
         time.sleep(1)
     assert state == "active"
     numbers = report("host-restart", counts(wait_for(web, "host-restart", all_done(1), 90), 1))
-    print(f"drill host-restart: docker restart took {took:.1f} s")
+    dcs_testlib.drill_report(f"drill host-restart: docker restart took {took:.1f} s")
     assert numbers == {"sent": 1, "done": 1, "duplicated": 0, "lost": 0, "executions": 1}
     # A SIGKILL would have come after the container's stop timeout (90 s).
     assert took < 60

@@ -74,7 +74,7 @@ def test_a_restore_brings_back_every_order_then_the_orders_up_to_a_point_in_time
     destroy_the_data(db)
     point_in_time = restore(dcs_restore_target=between)
     after_point_in_time = orders(db)
-    print(
+    dcs_testlib.drill_report(
         f"drill restore: placed {FIRST}+{THEN}, latest {after_latest} in {latest:.0f} s, "
         f"at {between} {after_point_in_time} in {point_in_time:.0f} s"
     )

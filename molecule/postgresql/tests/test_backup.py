@@ -116,14 +116,14 @@ def test_a_restore_drill_brings_back_the_latest_rows_and_a_point_in_time(db):
     destroy_the_data(db)
     began = time.monotonic()
     latest = restore()
-    print(f"restore of the latest: {time.monotonic() - began:.1f} s")
+    dcs_testlib.drill_report(f"restore of the latest: {time.monotonic() - began:.1f} s")
     assert latest.returncode == 0, latest.stdout
     assert sql(db, "SELECT count(*) FROM orders") == "8"
 
     destroy_the_data(db)
     began = time.monotonic()
     in_between = restore(dcs_restore_target=between)
-    print(f"restore to {between}: {time.monotonic() - began:.1f} s")
+    dcs_testlib.drill_report(f"restore to {between}: {time.monotonic() - began:.1f} s")
     assert in_between.returncode == 0, in_between.stdout
     assert sql(db, "SELECT count(*) FROM orders") == "5"
     # Promoted: it takes writes, and archiving goes on from the new timeline.

@@ -40,6 +40,18 @@ def start_unit(host, unit: str, command: str):
     assert started.rc == 0, started.stderr
 
 
+def drill_report(line: str) -> None:
+    """What a drill counted (sent, done, duplicated, lost; requests failed; seconds taken): printed,
+    and appended to DCS_DRILL_REPORT (the verifier sets it per scenario) with the test's name, so
+    that scripts/test prints every drill's numbers in its summary, passed or failed."""
+    print(line)
+    path = os.environ.get("DCS_DRILL_REPORT")
+    if path:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].removesuffix(" (call)")
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"{test}: {line}\n")
+
+
 def journal(host, unit: str, lines: int = 50) -> str:
     return host.run(f"journalctl -u {shlex.quote(unit)} -n {lines} --no-pager").stdout
 

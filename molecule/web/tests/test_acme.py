@@ -84,7 +84,7 @@ def test_a_forced_renewal_reloads_nginx_with_the_new_certificate_and_fails_no_re
         host.run("touch /tmp/acme-load.stop")
     host.run("for i in $(seq 50); do test -s /tmp/acme-load.out && break; sleep 0.2; done")
     ok, failed = map(int, host.file("/tmp/acme-load.out").content_string.split())
-    print(f"drill acme renewal: requests {ok + failed}, failed {failed}")
+    dcs_testlib.drill_report(f"drill acme renewal: requests {ok + failed}, failed {failed}")
     assert ok > 0 and failed == 0, (ok, failed)
     after = re.search(r"serial=(\w+)", served_certificate(host)).group(1)
     assert after != before, "nginx serves the renewed certificate"
