@@ -128,4 +128,4 @@ def test_every_service_of_the_inventory_is_scraped_where_it_runs(config):
     assert jobs["postgres"] == [("db1", "10.0.0.10:9187")]
     assert jobs["nginx"] == [("sched1", "10.0.0.51:3903"), ("web1", "10.0.0.31:3903")]
     assert jobs["heartbeat"] == [("sched1", "10.0.0.51:9808")]
-    assert jobs["flower"] == [("sched1", "10.0.0.51")]
+    assert jobs["flower"] == [("sched1", "10.0.0.51:443")]

@@ -108,6 +108,17 @@ def test_the_web_host_serves_http_to_anyone_and_a_worker_serves_nothing(rendered
     assert accepted(rendered, "worker1") == {22: {"any"}, 9100: {"10.0.0.10"}}
 
 
+def test_the_web_and_scheduler_hosts_open_the_ports_nginx_is_given_and_not_the_usual_ones(tmp_path):
+    result = render(tmp_path, {"app_http_port": 8080, "app_https_port": 8443})
+    assert result.returncode == 0, result.stdout + result.stderr
+    web = accepted(tmp_path, "web1")
+    assert (web[8080], web[8443]) == ({"any"}, {"any"})
+    assert 80 not in web and 443 not in web
+    scheduler = accepted(tmp_path, "sched1")
+    assert scheduler[8443] - {"127.0.0.1", "::1"} == {*APP, "10.0.0.10"}
+    assert 80 not in scheduler and 443 not in scheduler
+
+
 def test_the_scheduler_serves_flower_to_the_app_and_monitoring_hosts_only(rendered):
     ports = accepted(rendered, "sched1")
     assert ports[443] - {"127.0.0.1", "::1"} == {*APP, "10.0.0.10"}

@@ -239,6 +239,20 @@ def test_a_comma_in_the_flower_password_is_refused(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "ports",
+    [
+        {"app_https_port": 80},
+        {"app_http_port": 0},
+        {"app_https_port": 70000},
+        {"app_http_port": "80 "},
+    ],
+)
+def test_nginx_ports_that_are_not_two_distinct_port_numbers_are_refused(tmp_path, ports):
+    result = run_site(tmp_path, ports)
+    assert_stopped_in_preflight(result, "must be two different port numbers from 1 to 65535")
+
+
 @pytest.mark.parametrize("url", ["", "mailto:ops@example.org", "http://hooks example/alerts"])
 def test_monitoring_without_a_webhook_url_for_its_alerts_is_refused(tmp_path, url):
     # inventories/local puts dcs-local-db in the monitoring group.

@@ -21,6 +21,7 @@ from conftest import (
     BROKERS,
     CELERY_APP,
     DATABASE,
+    HTTPS_PORT,
     INVENTORY,
     UNIT_PREFIX,
     WORKER,
@@ -318,7 +319,9 @@ def test_a_rolling_release_over_two_web_hosts_fails_no_request_and_loses_no_task
     drill = f"rolling-{RUN}"
     stop = f"/var/tmp/{drill}.stop"
     probe_out = f"/var/tmp/probe-{drill}.out"
-    probe = f"python3 -c {shlex.quote(_PROBE)} {stop} {' '.join(webs)}"
+    probe = (
+        f"python3 -c {shlex.quote(_PROBE)} {stop} {' '.join(f'{web}:{HTTPS_PORT}' for web in webs)}"
+    )
     scheduler.run_expect([0], f"rm -f {stop} {probe_out}; nohup {probe} > {probe_out} 2>&1 &")
     worker = host(WORKER)
     publisher = Publisher(drill)
@@ -339,7 +342,9 @@ def test_a_rolling_release_over_two_web_hosts_fails_no_request_and_loses_no_task
     wait_for_done(drill, sent, 120)
     numbers = counts(drill, sent)
     drill_report(f"drill {drill}: requests {http_counts}")
-    assert {key.split()[0] for key in http_counts["statuses"]} == set(webs), http_counts
+    assert {key.split()[0] for key in http_counts["statuses"]} == {
+        f"{web}:{HTTPS_PORT}" for web in webs
+    }, http_counts
     assert all(key.endswith(" 200") for key in http_counts["statuses"]), http_counts
     assert published["errors"] == {}, published
     assert numbers["lost"] == 0 and numbers["done"] == sent, numbers

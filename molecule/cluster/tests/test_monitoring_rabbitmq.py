@@ -34,6 +34,13 @@ def by_label(samples: list[dict], label: str) -> dict[str, float]:
     return {sample["metric"][label]: float(sample["value"][1]) for sample in samples}
 
 
+def test_flower_is_scraped_through_nginx_on_the_schedulers_own_port(monitoring):
+    deadline = time.monotonic() + 60
+    while (up := by_label(query(monitoring, 'up{job="flower"}'), "host")) != {SCHEDULER: 1.0}:
+        assert time.monotonic() < deadline, up
+        time.sleep(2)
+
+
 def test_every_broker_node_serves_its_metrics_and_none_raises_an_alarm(monitoring):
     deadline = time.monotonic() + 60
     while True:

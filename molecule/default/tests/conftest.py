@@ -29,6 +29,9 @@ APP_HOSTS: list[str] = sorted(set(INVENTORY.get_hosts("web") + WORKERS + [SCHEDU
 SCENARIO_VARS = INVENTORY.get_variables(WEB)
 QUEUES: dict[str, dict] = SCENARIO_VARS["celery_queues"]
 DEFAULT_QUEUE: str = SCENARIO_VARS["celery_default_queue"]
+# The ports nginx serves on (group_vars/all/app.yml; the cluster scenario moves them).
+HTTP_PORT = int(SCENARIO_VARS["app_http_port"])
+HTTPS_PORT = int(SCENARIO_VARS["app_https_port"])
 
 
 def worker_queues(host: str) -> list[str]:
@@ -155,9 +158,10 @@ def send(host, task: str, *, args=(), kwargs=None, timeout: int = 60, **options)
 
 
 def http(host, method: str, path: str, *, server="localhost", token="", basic="", body=None):
-    """Request https://<server><path> from `host` (its own nginx by default); returns (status, text)."""
+    """Request https://<server>:<HTTPS_PORT><path> from `host` (its own nginx by default); returns
+    (status, text)."""
     return dcs_testlib.http(
-        host, method, f"https://{server}{path}", token=token, basic=basic, body=body
+        host, method, f"https://{server}:{HTTPS_PORT}{path}", token=token, basic=basic, body=body
     )
 
 

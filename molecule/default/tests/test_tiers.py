@@ -16,6 +16,8 @@ from conftest import (
     CELERY_APP,
     DATABASE,
     HOSTILE,
+    HTTP_PORT,
+    HTTPS_PORT,
     INVENTORY,
     NODES,
     ROOT,
@@ -331,7 +333,7 @@ def test_the_data_tier_listens_only_on_loopback_and_its_private_address(tier):
 @pytest.mark.parametrize("name", APP_HOSTS)
 def test_app_hosts_listen_publicly_only_with_nginx(name):
     public = {port for ip, port in listening(name) if ip not in LOOPBACK | {address(name)}}
-    assert public <= {80, 443}, host(name).check_output("ss -tlnp")
+    assert public <= {HTTP_PORT, HTTPS_PORT}, host(name).check_output("ss -tlnp")
 
 
 UNLISTED_PORT = 18088
