@@ -48,6 +48,7 @@ def drill_report(line: str) -> None:
     path = os.environ.get("DCS_DRILL_REPORT")
     if path:
         test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].removesuffix(" (call)")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as out:
             out.write(f"{test}: {line}\n")
 
