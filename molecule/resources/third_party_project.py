@@ -7,7 +7,8 @@ out, for the deployment to take as it is:
   DEBUG on, a django-insecure key, no STATIC_ROOT, empty ALLOWED_HOSTS);
 - proj/celery.py as in Celery's "First steps with Django", plus `include=["proj.tasks"]` so that the
   tasks module is found without touching INSTALLED_APPS; proj/__init__.py imports the app;
-- proj/tasks.py: a few @shared_task functions the tests call;
+- proj/tasks.py: a few @shared_task functions the tests call; proj/views.py: one view that enqueues a
+  drill task (POST /enqueue/), for the drills' HTTP clients;
 - requirements.txt (Django and Celery only: no gunicorn, flower, psycopg or Redis client) and the
   lock that `scripts/lock` makes of it.
 
@@ -48,6 +49,32 @@ app.autodiscover_tasks()
 @app.task(bind=True, ignore_result=True)
 def debug_task(self):
     print(f"Request: {self.request!r}")
+"""
+
+# The project's one view of its own: the fault drills' HTTP clients enqueue through it (a web request
+# that publishes, as a shop's checkout does). A test project: no authentication.
+VIEWS_PY = """\
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from .tasks import record
+
+
+@csrf_exempt
+@require_POST
+def enqueue(request):
+    \"\"\"Queue one drill task; 202 once the broker has taken it.\"\"\"
+    result = record.delay(
+        request.POST["drill"], int(request.POST["seq"]), float(request.POST.get("seconds", 0))
+    )
+    return JsonResponse({"id": result.id}, status=202)
+"""
+
+URLS_PY_TAIL = """
+from proj.views import enqueue  # noqa: E402
+
+urlpatterns += [path("enqueue/", enqueue)]
 """
 
 INIT_PY = """\
@@ -149,6 +176,9 @@ def main() -> int:
     )
     (package / "__init__.py").write_text(INIT_PY)
     (package / "tasks.py").write_text(TASKS_PY)
+    (package / "views.py").write_text(VIEWS_PY)
+    with (package / "urls.py").open("a") as urls:
+        urls.write(URLS_PY_TAIL)
     (dest / "requirements.txt").write_text("Django==6.0.10\ncelery==5.6.3\n")
     env = {**os.environ, "DCS_LOCK_HASHES": "1" if args.lock_hashes else "0"}
     subprocess.run([str(ROOT / "scripts" / "lock"), str(dest)], check=True, env=env)

@@ -23,11 +23,14 @@ from conftest import (
     DATABASE,
     HTTPS_PORT,
     INVENTORY,
+    QUEUES,
+    SCHEDULER,
     UNIT_PREFIX,
     WORKER,
     WORKERS,
     host,
     with_app,
+    worker_queues,
 )
 from dcs_testlib import drill_report, run_playbook
 
@@ -157,21 +160,74 @@ class Publisher:
         code = _PUBLISHER.format(
             celery_app=CELERY_APP, seconds=seconds, drill=drill, stop_file=self.stop_file
         )
-        host(WORKER).run_expect(
+        self.on = host(WORKER)
+        self.on.run_expect(
             [0],
             f"rm -f {self.stop_file} {self.out}; DJANGO_APP_RUN_AS={APP} nohup /srv/{APP}/bin/run"
             f" python -c {shlex.quote(code)} > {self.out} 2>&1 &",
         )
 
     def stop(self) -> dict:
-        worker = host(WORKER)
-        worker.run_expect([0], f"touch {self.stop_file}")
+        self.on.run_expect([0], f"touch {self.stop_file}")
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and '"sent"' not in worker.file(self.out).content_string:
+        while time.monotonic() < deadline and '"sent"' not in self.on.file(self.out).content_string:
             time.sleep(1)
-        published = json.loads(worker.file(self.out).content_string.strip().splitlines()[-1])
+        published = json.loads(self.on.file(self.out).content_string.strip().splitlines()[-1])
         drill_report(f"drill {self.drill}: publisher {published}")
         return published
+
+
+_HTTP_PUBLISHER = r"""
+import json, os, ssl, sys, time, urllib.error, urllib.parse, urllib.request
+stop_file, drill, servers = sys.argv[1], sys.argv[2], sys.argv[3:]
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+sent, statuses, slowest = 0, {}, 0.0
+while not os.path.exists(stop_file):
+    body = urllib.parse.urlencode({"drill": drill, "seq": sent, "seconds": 0.2}).encode()
+    began = time.monotonic()
+    try:
+        url = f"https://{servers[sent % len(servers)]}/enqueue/"
+        with urllib.request.urlopen(url, data=body, timeout=90, context=context) as response:
+            status = str(response.status)
+    except urllib.error.HTTPError as error:
+        status = str(error.code)
+    except Exception as error:
+        status = type(error).__name__
+    statuses[status] = statuses.get(status, 0) + 1
+    sent += 1
+    slowest = max(slowest, time.monotonic() - began)
+    time.sleep(0.2)
+errors = {status: n for status, n in statuses.items() if status != "202"}
+print(json.dumps({"sent": sent, "errors": errors, "statuses": statuses, "slowest_s": round(slowest, 1)}))
+"""
+
+
+class HttpPublisher(Publisher):
+    """A client on the scheduler host asking both web hosts, in turn, to enqueue a drill task (POST
+    /enqueue/: Gunicorn publishes with the retry policy), 5 requests a second until stopped. Task
+    `seq` n is request n; a request that fails is counted in `errors` by its status."""
+
+    def __init__(self, drill: str):
+        self.drill = drill
+        self.stop_file = f"/var/tmp/{drill}.stop"
+        self.out = f"/var/tmp/http-publisher-{drill}.out"
+        self.on = host(SCHEDULER)
+        servers = " ".join(f"{web}:{HTTPS_PORT}" for web in INVENTORY.get_hosts("web"))
+        self.on.run_expect(
+            [0],
+            f"rm -f {self.stop_file} {self.out}; nohup python3 -c {shlex.quote(_HTTP_PUBLISHER)}"
+            f" {self.stop_file} {drill} {servers} > {self.out} 2>&1 &",
+        )
+
+
+def prefetch_window(queue: str = QUEUE) -> int:
+    """How many of `queue`'s messages its consumers may hold unacknowledged at once, all worker
+    hosts together: each host's worker reserves concurrency x prefetch_multiplier."""
+    consumers = [name for name in WORKERS if queue in worker_queues(name)]
+    settings = QUEUES[queue]
+    return len(consumers) * int(settings["concurrency"]) * int(settings["prefetch_multiplier"])
 
 
 def queue_status(queue: str = QUEUE) -> dict:
@@ -200,11 +256,13 @@ def cluster_is_whole() -> bool:
 
 
 def test_losing_the_node_that_leads_a_queue_stops_neither_publishing_nor_consuming():
-    """While the app publishes and both worker hosts consume: the node leading `jobs` stops, another
-    takes the lead, the node comes back and catches up; then the new leader is killed (SIGKILL to
-    the whole unit). Every publish returns, every task completes once, and the cluster is whole again."""
+    """While web requests enqueue tasks on both web hosts and both worker hosts consume: the node
+    leading `jobs` stops, another takes the lead, the node comes back and catches up; then the new
+    leader is killed (SIGKILL to the whole unit). Every request is answered 202, every task completes,
+    the tasks run twice are no more than the consumers' prefetch window at each of the two losses,
+    and the cluster is whole again."""
     drill = f"node-loss-{RUN}"
-    publisher = Publisher(drill)
+    publisher = HttpPublisher(drill)
     try:
         time.sleep(4)
         first = queue_status()["leader"].split("@", 1)[1]
@@ -228,7 +286,9 @@ def test_losing_the_node_that_leads_a_queue_stops_neither_publishing_nor_consumi
     numbers = counts(drill, sent)
     drill_report(f"drill {drill}: stopped {first}, killed {second}")
     assert published["errors"] == {}, published
+    assert published["statuses"] == {"202": sent}, published
     assert numbers["lost"] == 0 and numbers["done"] == sent, numbers
+    assert numbers["duplicated"] <= 2 * prefetch_window(), (numbers, prefetch_window())
     for name in BROKERS:
         status = json.loads(host(name).check_output("rabbitmqctl cluster_status --formatter json"))
         assert set(status["running_nodes"]) == {f"rabbit@{broker}" for broker in BROKERS}
