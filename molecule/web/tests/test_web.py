@@ -24,20 +24,20 @@ def main_pid(host) -> int:
     return int(host.check_output(f"systemctl show -p MainPID --value {SERVICE_UNIT}"))
 
 
-def boot_seconds(host) -> float:
-    """How long the service's last start took, by systemd's clock: from the master's fork until a
-    worker had loaded the application (READY=1, Type=notify)."""
+def restart_window(host) -> tuple[float, float]:
+    """When the service's last restart began to stop it and when it was ready again (a worker had
+    loaded the application: READY=1, Type=notify), in seconds of the monotonic clock, by systemd."""
     shown = dict(
         line.split("=", 1)
         for line in host.check_output(
-            "systemctl show -p ExecMainStartTimestampMonotonic "
+            "systemctl show -p ActiveExitTimestampMonotonic "
             f"-p ActiveEnterTimestampMonotonic {SERVICE_UNIT}"
         ).splitlines()
     )
-    started = int(shown["ExecMainStartTimestampMonotonic"])
-    ready = int(shown["ActiveEnterTimestampMonotonic"])
-    assert 0 < started < ready, shown
-    return (ready - started) / 1e6
+    stopping = int(shown["ActiveExitTimestampMonotonic"]) / 1e6
+    ready = int(shown["ActiveEnterTimestampMonotonic"]) / 1e6
+    assert 0 < stopping < ready, shown
+    return stopping, ready
 
 
 @pytest.mark.parametrize("unit", [SOCKET_UNIT, SERVICE_UNIT, "nginx.service"])
@@ -186,54 +186,81 @@ def test_deployment_checks_ran_for_the_current_release(host):
     assert "System check identified" in report
 
 
-def requests_during(host, commands: str) -> tuple[list[str], float, str]:
+_LOOP = r"""
+import os, ssl, sys, time, urllib.error, urllib.request
+out, stop = sys.argv[1:3]
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+with open(out, "w") as rows:
+    while not os.path.exists(stop):
+        began = time.monotonic()
+        try:
+            with urllib.request.urlopen("https://localhost/healthz", timeout=60, context=context) as r:
+                code = r.status
+        except urllib.error.HTTPError as error:
+            code = error.code
+        except Exception as error:
+            code = type(error).__name__
+        rows.write(f"{code} {began:.6f} {time.monotonic():.6f}\n")
+        rows.flush()
+"""
+
+
+def requests_during(host, commands: str) -> tuple[list[tuple[str, float, float]], str]:
     """/healthz requested through nginx one after another, from a second before `commands` run until
-    a second after: the status codes, the slowest request in seconds, and what `commands` printed."""
+    a second after: each request's status code, and when it began and ended (the monotonic clock,
+    the one systemd's timestamps use); and what `commands` printed."""
     script = (
-        "rm -f /tmp/codes /tmp/stop; "
-        f"( while [ ! -e /tmp/stop ]; do {HEALTHZ} -o /dev/null -w '%{{http_code}} %{{time_total}}\\n';"
-        " done > /tmp/codes ) & "
-        f"loop=$!; sleep 1; echo before=$(wc -l < /tmp/codes); {commands}; "
-        "sleep 1; touch /tmp/stop; wait $loop"
+        f"rm -f /tmp/stop; python3 -c {shlex.quote(_LOOP)} /tmp/requests /tmp/stop & "
+        f"loop=$!; sleep 1; {commands}; sleep 1; touch /tmp/stop; wait $loop"
     )
     result = host.run(f"bash -c {shlex.quote(script)}")
     assert result.rc == 0, result.stderr
-    rows = [line.split() for line in host.file("/tmp/codes").content_string.splitlines()]
-    before = int(result.stdout.split("before=")[1].split()[0])
-    assert 0 < before < len(rows), "no request ran before or after the change"
-    return [code for code, _ in rows], max(float(seconds) for _, seconds in rows), result.stdout
+    rows = [line.split() for line in host.file("/tmp/requests").content_string.splitlines()]
+    return [(code, float(began), float(ended)) for code, began, ended in rows], result.stdout
+
+
+def answered_while_restarting(host, rows) -> list[float]:
+    """How long each request took that was answered while the service's last restart ran: after
+    its old master was told to stop and before its new one was ready."""
+    stopping, ready = restart_window(host)
+    assert rows[0][1] < stopping and rows[-1][2] > ready, "no request ran before or after"
+    return [ended - began for _, began, ended in rows if stopping < ended < ready]
 
 
 def test_a_handover_restart_makes_no_request_wait_for_a_boot_as_a_plain_restart_does(host):
-    """A plain restart behind the socket refuses no request, but requests wait while the master
-    drains and new workers load Django. The role's handlers restart by a handover instead: the
-    handover instance starts on the same socket, ready only once a worker has loaded the application;
-    the service restarts meanwhile; the handover instance stops once the service is ready again."""
+    """A plain restart behind the socket refuses no request, but no request is answered from the
+    moment its old master starts to drain until its new one has loaded the application: they wait
+    in the socket. The role's handlers restart by a handover instead: the handover instance starts
+    on the same socket, ready only once a worker has loaded the application; the service restarts
+    meanwhile; the handover instance stops once the service is ready again. Requests go on being
+    answered through the whole restart."""
     before = main_pid(host)
-    codes, plain, _ = requests_during(host, f"systemctl restart {SERVICE_UNIT}")
+    rows, _ = requests_during(host, f"systemctl restart {SERVICE_UNIT}")
     assert main_pid(host) != before, "the service was not restarted"
-    assert set(codes) == {"200"}, (codes, journal(host, SERVICE_UNIT))
-    # A request sent while the old master drained waited for that and for the new master's whole
-    # boot (its fork until a worker had loaded the application).
-    boot = boot_seconds(host)
-    assert plain > boot, {"plain restart": plain, "boot": boot}
+    assert {code for code, _, _ in rows} == {"200"}, (rows, journal(host, SERVICE_UNIT))
+    plain = answered_while_restarting(host, rows)
+    # Only what the old workers finished as the stop reached them (0-2 measured, quiet or loaded):
+    # the requests that came during the drain and the boot waited in the socket.
+    assert len(plain) <= 5, plain
 
     before = main_pid(host)
-    codes, handover, out = requests_during(
+    rows, out = requests_during(
         host,
         f"systemctl start {HANDOVER_UNIT}; "
         f"systemctl show -p StatusText --value {HANDOVER_UNIT}; "
         f"systemctl restart {SERVICE_UNIT}; systemctl stop {HANDOVER_UNIT}",
     )
     assert main_pid(host) != before, "the service was not restarted"
-    assert set(codes) == {"200"}, (codes, journal(host, SERVICE_UNIT), journal(host, HANDOVER_UNIT))
+    codes = {code for code, _, _ in rows}
+    assert codes == {"200"}, (rows, journal(host, SERVICE_UNIT), journal(host, HANDOVER_UNIT))
     # Ready means a worker has loaded the application, not that the master listens.
     assert "has loaded the application" in out, out
-    # Seconds of the slowest request: no wait for a drain and a boot, only a fresh worker's first
-    # request while the other workers load the application beside it (0.2-0.3 s against 0.8-1.1 s
-    # for a plain restart on a quiet 2-core machine).
-    waits = {"handover": handover, "plain restart": plain, "boot": boot}
-    assert handover < plain / 2, waits
+    # The handover's workers answered while the service drained and booted (82-106 requests
+    # measured, quiet or loaded).
+    handover = answered_while_restarting(host, rows)
+    assert len(handover) >= 20, {"handover": handover, "plain restart": plain}
     assert not host.service(HANDOVER_UNIT).is_running
     # No [Install] section: only the handlers start it.
     assert host.run(f"systemctl is-enabled {HANDOVER_UNIT}").stdout.strip() == "static"
