@@ -50,8 +50,11 @@ def load_app(layout, celery_app):
 
 def run(app, task_name, args, queue, idle, count, timeout):
     # Connections are made before the clock starts.
+    began = time.perf_counter()
     app.send_task(task_name, args=args, queue=queue).get(timeout=timeout)
+    phases = {"first_task": time.perf_counter() - began}
 
+    began = time.perf_counter()
     start_ms, result_ms = [], []
     for _ in range(idle):
         sent = time.time()
@@ -60,6 +63,7 @@ def run(app, task_name, args, queue, idle, count, timeout):
         start_ms.append((body["started_at"] - sent) * 1000)
         result_ms.append((seen - sent) * 1000)
 
+    phases["idle"] = time.perf_counter() - began
     sent_at, results = [], []
     began = time.perf_counter()
     for _ in range(count):
@@ -68,6 +72,8 @@ def run(app, task_name, args, queue, idle, count, timeout):
     published = time.perf_counter() - began
     published_at = time.time()
     bodies = [result.get(timeout=timeout) for result in results]
+    phases["publish"] = published
+    phases["drain"] = time.time() - published_at
     first_start = min(body["started_at"] for body in bodies)
     last_finish = max(body["finished_at"] for body in bodies)
     # On a small machine the publisher takes CPU from the workers while it publishes: the rate of
@@ -87,6 +93,8 @@ def run(app, task_name, args, queue, idle, count, timeout):
         "burst_mean_runtime_ms": round(
             statistics.mean((body["finished_at"] - body["started_at"]) * 1000 for body in bodies), 2
         ),
+        # Where the wall time went (s): a stall shows in its phase, not only in the total.
+        "phases_s": {name: round(seconds, 2) for name, seconds in phases.items()},
     }
 
 
