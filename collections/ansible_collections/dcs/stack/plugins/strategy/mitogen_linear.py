@@ -4,11 +4,13 @@ project's collection so that ansible.cfg needs no site-packages path: `strategy 
 Mitogen runs each host's modules over one persistent interpreter instead of a new connection and
 Python per task. It takes over only the connections it knows by their short names (`docker`, `ssh`,
 `local`, ...), so the inventories say `ansible_connection: docker`, not community.docker.docker.
-`ANSIBLE_STRATEGY=linear` switches it off.
+`ANSIBLE_STRATEGY=linear` switches it off. Mitogen's CPU pinning is off (plugin_utils/mitogen_cpus.py:
+it gave all of Ansible one core on a 2-core controller); DCS_MITOGEN_PIN_CPUS=1 turns it back on.
 """
 
 import ansible_mitogen.loaders
 import ansible_mitogen.strategy
+from ansible_collections.dcs.stack.plugins.plugin_utils.mitogen_cpus import apply_cpu_policy
 
 DOCUMENTATION = """
 name: mitogen_linear
@@ -16,6 +18,8 @@ short_description: Ansible's linear strategy with Mitogen's connection multiplex
 description:
   - Runs tasks in lockstep across hosts like C(linear), over Mitogen's persistent connections.
 """
+
+apply_cpu_policy()
 
 Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 

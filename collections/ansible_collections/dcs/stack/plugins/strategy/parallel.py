@@ -25,6 +25,9 @@ _Free = strategy_loader.get("free", class_only=True)
 if "mitogen" in str(C.DEFAULT_STRATEGY):
     import ansible_mitogen.loaders
     import ansible_mitogen.strategy
+    from ansible_collections.dcs.stack.plugins.plugin_utils.mitogen_cpus import apply_cpu_policy
+
+    apply_cpu_policy()
 
     _Free = ansible_mitogen.loaders.strategy_loader.get("free", class_only=True)
 
