@@ -1,6 +1,7 @@
 """Run a playbook on the control node alone, against the repository's defaults (groups.yml and the
 group_vars beside it) and a test inventory: how the static tests render what the roles would write."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -34,3 +35,13 @@ def run_playbook(playbook: Path, inventory: Path, extra_vars: dict) -> subproces
         text=True,
         timeout=120,
     )
+
+
+def load_plugin(relative: str):
+    """Import one of the dcs.stack collection's plugin files (e.g. "filter/packages.py") as a plain
+    module, for tests that call its functions directly."""
+    path = ROOT / "collections/ansible_collections/dcs/stack/plugins" / relative
+    spec = importlib.util.spec_from_file_location(f"dcs_stack_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,18 +2,10 @@
 ip_network): the roles' listen addresses, preflight's private addresses, firewall sources and
 PostgreSQL's client networks all go through it; and dns_name, for a certificate's names."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from control_node import load_plugin
 
-PLUGIN = (
-    Path(__file__).resolve().parent.parent
-    / "collections/ansible_collections/dcs/stack/plugins/test/addresses.py"
-)
-spec = importlib.util.spec_from_file_location("dcs_addresses", PLUGIN)
-addresses = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(addresses)
+addresses = load_plugin("test/addresses.py")
 
 NOT_ADDRESSES = [
     "db.internal",

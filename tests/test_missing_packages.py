@@ -1,19 +1,10 @@
 """dcs.stack.missing_packages: which of a role's packages its apt task must still install."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 from ansible.errors import AnsibleFilterError
+from control_node import load_plugin
 
-PLUGIN = (
-    Path(__file__).resolve().parent.parent
-    / "collections/ansible_collections/dcs/stack/plugins/filter/packages.py"
-)
-spec = importlib.util.spec_from_file_location("dcs_packages_filter", PLUGIN)
-packages = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(packages)
-missing = packages.missing_packages
+missing = load_plugin("filter/packages.py").missing_packages
 
 FACTS = {"packages": {"nginx": [{"version": "1.26"}], "openssl": [{"version": "3.5"}]}}
 
