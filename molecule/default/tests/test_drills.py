@@ -322,6 +322,12 @@ def test_a_database_restart_makes_healthz_fail_then_recover_and_db_tasks_retry(w
     database = host(DATABASE)
     database.run_expect([0], "systemctl stop postgresql")
     try:
+        # postgresql.service is Debian's umbrella unit: the cluster's own unit stops with it
+        # (PartOf=), and CI once found /healthz still answered by the database right after the stop.
+        # The drill starts once the server refuses connections.
+        database.run_expect(
+            [0], "for i in $(seq 50); do pg_isready -q || exit 0; sleep 0.2; done; exit 1"
+        )
         status, text = http(web, "GET", "/healthz")
         assert status == 503, text
         assert json.loads(text)["checks"]["database"] == "fail"
