@@ -13,6 +13,11 @@ def test_installed_packages_need_no_apt_run():
     assert missing(["nginx", "openssl"], FACTS) == []
 
 
+def test_the_names_dpkg_packages_gathers_serve_as_well():
+    names = {"installed_packages": ["nginx", "openssl"]}
+    assert missing(["nginx", "logrotate"], names) == ["logrotate"]
+
+
 def test_a_package_the_facts_do_not_list_is_missing():
     assert missing(["nginx", "logrotate"], FACTS) == ["logrotate"]
     assert missing("logrotate", FACTS) == ["logrotate"]

@@ -2,9 +2,10 @@
 
 An idempotent apt task is the dearest no-op a role runs: the apt module opens the whole package
 cache on the host (about 0.7 core-seconds here), once per task, for packages that are installed.
-The bundle's facts play gathers `ansible_facts.packages` once per host (package_facts); each role's
-install task runs only when this filter leaves a name: with the facts, the names not installed; without
-them (a role used alone), every name, so that apt decides as before. Facts gathered at the start of a
+The bundle's facts play gathers `ansible_facts.installed_packages` once per host (dcs.stack.
+dpkg_packages; `ansible_facts.packages` from package_facts serves too); each role's install task runs
+only when this filter leaves a name: with the facts, the names not installed; without them (a role
+used alone), every name, so that apt decides as before. Facts gathered at the start of a
 run never hide a missing package: a package installed later in the run is only absent from them, and
 its next install task runs apt, which finds it there.
 """
@@ -24,8 +25,9 @@ def missing_packages(names, facts):
         raise AnsibleFilterError(
             f"missing_packages: expected a package name or a list of them, got {names!r}"
         )
-    installed = (facts or {}).get("packages")
-    if not isinstance(installed, dict):
+    facts = facts or {}
+    installed = facts.get("installed_packages", facts.get("packages"))
+    if not isinstance(installed, list | dict):
         return list(names)
     return [name for name in names if name not in installed]
 
