@@ -8,7 +8,9 @@ Steps (each bounded in count and time; only the local containers are targeted):
      through nginx; every failed request is counted;
   4. HTTP: GET /livez through nginx -> Gunicorn at 4 and 16 keep-alive clients;
   5. Celery end to end (scripts/bench.d/celery_load.py on the web host): the deployed per-queue
-     layout, then one plain `celery worker` with library defaults on the worker host, same broker;
+     layout; then the same worker options and project settings without task events and the STARTED
+     state (bench.d/bare_worker.py), on a queue of its own; then one plain `celery worker` with
+     library defaults on the worker host, same broker;
      meanwhile the CPU the machine and each container spent (cgroup v1 cpuacct) and each systemd
      unit's processes on them (/proc), so the table names what the machine's cores went to;
   6. the broker's own ceiling (redis-benchmark on the broker host, Redis brokers).
@@ -35,6 +37,8 @@ sys.path.insert(0, str(HELPERS))
 from celery_load import percentiles  # noqa: E402 - the hosts' helper and this one share it
 
 REMOTE_DIR = "/var/tmp/dcs-bench"
+# The queue of bench.d/bare_worker.py: the deployed layout's options without task events and STARTED.
+BARE_QUEUE = "dcs-bench-bare"
 
 
 def log(message):
@@ -294,6 +298,18 @@ def celery_bench(settings, count, sleep_count):
     deployed, deployed_cpu = cpu_during(
         hosts, lambda: load("deployed", settings["queue"], "--celery-app", settings["celery_app"])
     )
+    log(f"Celery, the deployed worker's options without task events and STARTED on {worker}")
+    bare_argv = [run, "python", f"{REMOTE_DIR}/bare_worker.py", "--celery-app"]
+    bare_argv += [settings["celery_app"], "--like", settings["queue"], "--queue", BARE_QUEUE]
+    docker("exec", "-d", worker, *bare_argv)
+    try:
+        bare, bare_cpu = cpu_during(
+            hosts, lambda: load("deployed", BARE_QUEUE, "--celery-app", settings["celery_app"])
+        )
+    finally:
+        subprocess.run(
+            ["docker", "exec", worker, "pkill", "-TERM", "-f", "bare_worker.py"], check=False
+        )
     log(f"Celery, one plain worker with library defaults on {worker}")
     worker_argv = [
         run,
@@ -316,6 +332,7 @@ def celery_bench(settings, count, sleep_count):
         )
     return {
         "deployed": {**deployed, "cpu": deployed_cpu},
+        "deployed_without_events": {**bare, "cpu": bare_cpu},
         "default": {**default, "cpu": default_cpu},
     }
 
@@ -410,11 +427,20 @@ def table(report):
             )
         )
     celery = report["celery"]
+    # Reports written before the layout without task events and STARTED have no such entry.
+    layouts = [
+        (key, name)
+        for key, name in (
+            ("deployed", "deployed"),
+            ("deployed_without_events", "deployed, no events/STARTED"),
+            ("default", "default worker"),
+        )
+        if key in celery
+    ]
     for task in ("noop", "sleep_10ms"):
-        deployed, default = celery["deployed"][task], celery["default"][task]
-        ratio = deployed["consumed_per_s"] / default["consumed_per_s"]
-        after = [data.get("consumed_after_publish_per_s") for data in (deployed, default)]
-        for name, data in (("deployed", deployed), ("default worker", default)):
+        default = celery["default"][task]
+        for key, name in layouts:
+            data = celery[key][task]
             rows.append(
                 (
                     f"Celery {task}, {name}",
@@ -425,16 +451,19 @@ def table(report):
                     f"{data['idle_send_to_result_ms']['p99']} ms",
                 )
             )
-        rows.append((f"Celery {task}, deployed / default", f"{ratio:.2f}x consumed tasks/s"))
-        if all(after):
-            rows.append(
-                (
-                    f"Celery {task}, after the last publish",
-                    f"deployed {after[0]}/s, default {after[1]}/s: {after[0] / after[1]:.2f}x",
-                )
-            )
-    for name in ("deployed", "default"):
-        cpu = celery[name].get("cpu")
+        for key, name in layouts[:-1]:
+            data = celery[key][task]
+            ratio = data["consumed_per_s"] / default["consumed_per_s"]
+            after = [
+                data.get("consumed_after_publish_per_s"),
+                default.get("consumed_after_publish_per_s"),
+            ]
+            line = f"{ratio:.2f}x consumed tasks/s"
+            if all(after):
+                line += f"; after the last publish {after[0]}/s vs {after[1]}/s: {after[0] / after[1]:.2f}x"
+            rows.append((f"Celery {task}, {name} / default", line))
+    for key, name in layouts:
+        cpu = celery[key].get("cpu")
         if cpu:
             spent = ", ".join(f"{k} {v}" for k, v in list(cpu["core_seconds"].items())[:5])
             rows.append(
