@@ -298,38 +298,36 @@ def celery_bench(settings, count, sleep_count):
     deployed, deployed_cpu = cpu_during(
         hosts, lambda: load("deployed", settings["queue"], "--celery-app", settings["celery_app"])
     )
+
+    def with_worker(docker_options, argv, pattern, layout, queue, *extra):
+        """Start a worker on the worker host (argv, run detached), measure `load` on its queue, stop
+        every process whose command line matches pattern (the worker and its pool)."""
+        docker("exec", "-d", *docker_options, worker, *argv)
+        try:
+            return cpu_during(hosts, lambda: load(layout, queue, *extra))
+        finally:
+            subprocess.run(["docker", "exec", worker, "pkill", "-TERM", "-f", pattern], check=False)
+
     log(f"Celery, the deployed worker's options without task events and STARTED on {worker}")
-    bare_argv = [run, "python", f"{REMOTE_DIR}/bare_worker.py", "--celery-app"]
-    bare_argv += [settings["celery_app"], "--like", settings["queue"], "--queue", BARE_QUEUE]
-    docker("exec", "-d", worker, *bare_argv)
-    try:
-        bare, bare_cpu = cpu_during(
-            hosts, lambda: load("deployed", BARE_QUEUE, "--celery-app", settings["celery_app"])
-        )
-    finally:
-        subprocess.run(
-            ["docker", "exec", worker, "pkill", "-TERM", "-f", "bare_worker.py"], check=False
-        )
+    bare, bare_cpu = with_worker(
+        [],
+        [run, "python", f"{REMOTE_DIR}/bare_worker.py", "--celery-app", settings["celery_app"]]
+        + ["--like", settings["queue"], "--queue", BARE_QUEUE],
+        "bare_worker.py",
+        "deployed",
+        BARE_QUEUE,
+        "--celery-app",
+        settings["celery_app"],
+    )
     log(f"Celery, one plain worker with library defaults on {worker}")
-    worker_argv = [
-        run,
+    # Library defaults: the default queue ("celery"), which nothing else uses here.
+    default, default_cpu = with_worker(
+        ["-e", f"PYTHONPATH={REMOTE_DIR}"],
+        [run, "celery", "-A", "bench_default", "worker", "-l", "warning", "-n", "bench-default@%h"],
+        "bench_default worker",
+        "default",
         "celery",
-        "-A",
-        "bench_default",
-        "worker",
-        "-l",
-        "warning",
-        "-n",
-        "bench-default@%h",
-    ]
-    docker("exec", "-d", "-e", f"PYTHONPATH={REMOTE_DIR}", worker, *worker_argv)
-    try:
-        # Library defaults: the default queue ("celery"), which nothing else uses here.
-        default, default_cpu = cpu_during(hosts, lambda: load("default", "celery"))
-    finally:
-        subprocess.run(
-            ["docker", "exec", worker, "pkill", "-TERM", "-f", "bench_default worker"], check=False
-        )
+    )
     return {
         "deployed": {**deployed, "cpu": deployed_cpu},
         "deployed_without_events": {**bare, "cpu": bare_cpu},

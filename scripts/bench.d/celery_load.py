@@ -1,8 +1,9 @@
 """Celery end to end, measured from an app host (run by scripts/bench through the release's bin/run).
 
-Two layouts, the same measurements:
+Two client layouts, the same measurements:
   --layout deployed   the project's own Celery app and settings (the deployment's overlay), tasks sent
-                      to a queue that the deployed per-queue units consume;
+                      to --queue: one that the deployed per-queue units consume, or bare_worker.py's
+                      (the deployed worker's options without task events and STARTED);
   --layout default    bench_default.py: a plain Celery app with library defaults on the same broker,
                       consumed by one plain `celery worker` that scripts/bench starts on a worker host.
 
