@@ -10,7 +10,8 @@ Steps (each bounded in count and time; only the local containers are targeted):
   5. Celery end to end (scripts/bench.d/celery_load.py on the web host): the deployed per-queue
      layout; then the same worker options and project settings without task events and the STARTED
      state (bench.d/bare_worker.py), on a queue of its own; then one plain `celery worker` with
-     library defaults on the worker host, same broker;
+     library defaults on the worker host, same broker; then each client (the project's app, the
+     plain one) publishing alone into a queue that nothing consumes;
      meanwhile the CPU the machine and each container spent (cgroup v1 cpuacct) and each systemd
      unit's processes on them (/proc), so the table names what the machine's cores went to;
   6. the broker's own ceiling (redis-benchmark on the broker host, Redis brokers).
@@ -39,6 +40,8 @@ from celery_load import percentiles  # noqa: E402 - the hosts' helper and this o
 REMOTE_DIR = "/var/tmp/dcs-bench"
 # The queue of bench.d/bare_worker.py: the deployed layout's options without task events and STARTED.
 BARE_QUEUE = "dcs-bench-bare"
+# A queue nothing consumes: a client's own publish rate (celery_load.py --alone-queue deletes it).
+ALONE_QUEUE = "dcs-bench-unconsumed"
 
 
 def log(message):
@@ -296,7 +299,8 @@ def celery_bench(settings, count, sleep_count):
     hosts = sorted({web, worker, settings["broker"], settings["scheduler"]})
     log(f"Celery, deployed layout: queue {settings['queue']} on {worker}")
     deployed, deployed_cpu = cpu_during(
-        hosts, lambda: load("deployed", settings["queue"], "--celery-app", settings["celery_app"])
+        hosts,
+        lambda: load("deployed", settings["queue"], "--celery-app", settings["celery_app"]),
     )
 
     def with_worker(docker_options, argv, pattern, layout, queue, *extra):
@@ -328,6 +332,13 @@ def celery_bench(settings, count, sleep_count):
         "default",
         "celery",
     )
+    log("Celery, each client publishing alone into a queue that nothing consumes")
+    key = "noop_published_alone_per_s"
+    alone = ("--alone-queue", ALONE_QUEUE)
+    deployed[key] = load("deployed", ALONE_QUEUE, *alone, "--celery-app", settings["celery_app"])[
+        key
+    ]
+    default[key] = load("default", ALONE_QUEUE, *alone)[key]
     return {
         "deployed": {**deployed, "cpu": deployed_cpu},
         "deployed_without_events": {**bare, "cpu": bare_cpu},
@@ -460,6 +471,15 @@ def table(report):
             if all(after):
                 line += f"; after the last publish {after[0]}/s vs {after[1]}/s: {after[0] / after[1]:.2f}x"
             rows.append((f"Celery {task}, {name} / default", line))
+    alone = {key: celery[key].get("noop_published_alone_per_s") for key in ("deployed", "default")}
+    if all(alone.values()):
+        rows.append(
+            (
+                "Celery noop, one client publishing alone",
+                f"project's app {alone['deployed']}/s, plain app {alone['default']}/s "
+                "(nothing consumes: a consumed rate above it needs more clients)",
+            )
+        )
     for key, name in layouts:
         cpu = celery[key].get("cpu")
         if cpu:

@@ -1,6 +1,11 @@
 """A plain Celery app with library defaults (no acks_late, the default prefetch, the default pool and
-concurrency), on the deployment's broker and result backend: what one `celery worker` gives out of
-the box, for scripts/bench to compare the deployed per-queue layout with.
+concurrency, no task events), on the deployment's broker and result backend: what one `celery worker`
+gives out of the box, for scripts/bench to compare the deployed per-queue layout with.
+
+One setting differs: remote control is off. Otherwise the deployment's Flower, which broadcasts
+`enable_events` to every worker on the broker every few seconds, turns this worker's task events on
+a few seconds into its run (measured: 620-670 tasks/s consumed with them, 940-1,030 without), and
+the baseline would depend on when its broadcast arrives.
 
 The task bodies match the reference app's diagnostics.tasks.ping / sleep (the fields they return)."""
 
@@ -14,6 +19,7 @@ app = Celery(
     broker=os.environ["CELERY_BROKER_URL"],
     backend=os.environ["CELERY_RESULT_BACKEND"],
 )
+app.conf.worker_enable_remote_control = False
 
 
 def _context(task, started_at):

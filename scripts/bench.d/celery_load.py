@@ -11,6 +11,9 @@ Per task (no-op, and 10 ms of sleep):
   idle       one task at a time: send -> start and send -> result seen by the client (ms);
   burst      --count tasks published as fast as possible: publish tasks/s, then consumed tasks/s
              (count / (last finish - first start)) and send -> start under load.
+  alone      with --alone-queue, instead of the above: --count no-op tasks published to a queue
+             that nothing consumes, the queue deleted afterwards: the client's own publish rate,
+             with no consumer sharing the machine's cores (what one client can feed consumers).
 Prints one JSON document on stdout.
 """
 
@@ -116,6 +119,20 @@ def run(app, task_name, args, queue, idle, count, timeout):
     }
 
 
+def publish_alone(app, task_name, queue, count):
+    """Tasks/s one client publishes into a queue that nothing consumes; the queue is deleted."""
+    try:
+        # Connection and queue declaration before the clock starts.
+        app.send_task(task_name, queue=queue)
+        began = time.perf_counter()
+        for _ in range(count):
+            app.send_task(task_name, queue=queue)
+        return round(count / (time.perf_counter() - began), 1)
+    finally:
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layout", choices=["deployed", "default"], required=True)
@@ -129,16 +146,22 @@ def main():
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--sleep-count", type=int, default=400)
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--alone-queue", help="a queue nothing consumes: the client's rate alone")
     options = parser.parse_args()
 
     app = load_app(options.layout, options.celery_app)
     noop, sleep = options.noop_task, options.sleep_task
     if options.layout == "default":
         noop, sleep = "bench.noop", "bench.sleep"
-    report = {
-        "layout": options.layout,
+    report = {"layout": options.layout, "broker": app.connection_for_write().transport_cls}
+    if options.alone_queue:
+        report["noop_published_alone_per_s"] = publish_alone(
+            app, noop, options.alone_queue, options.count
+        )
+        json.dump(report, sys.stdout)
+        return
+    report |= {
         "queue": options.queue,
-        "broker": app.connection_for_write().transport_cls,
         "noop": run(app, noop, [], options.queue, options.idle, options.count, options.timeout),
         "sleep_10ms": run(
             app,
