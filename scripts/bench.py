@@ -40,8 +40,9 @@ from celery_load import percentiles  # noqa: E402 - the hosts' helper and this o
 REMOTE_DIR = "/var/tmp/dcs-bench"
 # The queue of bench.d/bare_worker.py: the deployed layout's options without task events and STARTED.
 BARE_QUEUE = "dcs-bench-bare"
-# A queue nothing consumes: a client's own publish rate (celery_load.py --alone-queue deletes it).
-ALONE_QUEUE = "dcs-bench-unconsumed"
+# A queue nothing consumes, one per client: a client's own publish rate (celery_load.py
+# --alone-queue deletes it).
+ALONE_QUEUE = "dcs-bench-unconsumed-{}"
 
 
 def log(message):
@@ -334,11 +335,12 @@ def celery_bench(settings, count, sleep_count):
     )
     log("Celery, each client publishing alone into a queue that nothing consumes")
     key = "noop_published_alone_per_s"
-    alone = ("--alone-queue", ALONE_QUEUE)
-    deployed[key] = load("deployed", ALONE_QUEUE, *alone, "--celery-app", settings["celery_app"])[
-        key
-    ]
-    default[key] = load("default", ALONE_QUEUE, *alone)[key]
+    for layout, report, extra in (
+        ("deployed", deployed, ["--celery-app", settings["celery_app"]]),
+        ("default", default, []),
+    ):
+        queue = ALONE_QUEUE.format(layout)
+        report[key] = load(layout, queue, "--alone-queue", queue, *extra)[key]
     return {
         "deployed": {**deployed, "cpu": deployed_cpu},
         "deployed_without_events": {**bare, "cpu": bare_cpu},

@@ -120,7 +120,9 @@ def run(app, task_name, args, queue, idle, count, timeout):
 
 
 def publish_alone(app, task_name, queue, count):
-    """Tasks/s one client publishes into a queue that nothing consumes; the queue is deleted."""
+    """Tasks/s one client publishes into a queue that nothing consumes. The queue and the exchange
+    Celery declared for it (named after it) are deleted afterwards: each client declares its own
+    kind of exchange (the project's topic ones for quorum queues, the plain app's direct ones)."""
     try:
         # Connection and queue declaration before the clock starts.
         app.send_task(task_name, queue=queue)
@@ -131,6 +133,7 @@ def publish_alone(app, task_name, queue, count):
     finally:
         with app.connection_for_write() as connection:
             connection.default_channel.queue_delete(queue)
+            connection.default_channel.exchange_delete(queue)
 
 
 def main():
