@@ -145,7 +145,9 @@ def main():
     parser.add_argument("--queue", required=True)
     parser.add_argument("--noop-task", default="diagnostics.tasks.ping")
     parser.add_argument("--sleep-task", default="diagnostics.tasks.sleep")
-    parser.add_argument("--idle", type=int, default=100)
+    parser.add_argument(
+        "--idle", type=int, default=500, help="no-op tasks one at a time (half as many of 10 ms)"
+    )
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--sleep-count", type=int, default=400)
     parser.add_argument("--timeout", type=float, default=120)
