@@ -132,8 +132,12 @@ def publish_alone(app, task_name, queue, count):
         return round(count / (time.perf_counter() - began), 1)
     finally:
         with app.connection_for_write() as connection:
-            connection.default_channel.queue_delete(queue)
-            connection.default_channel.exchange_delete(queue)
+            # Declared on this channel first: kombu's virtual transports (Redis) delete only the
+            # bindings that the deleting channel knows of.
+            bound = app.amqp.queues[queue].bind(connection.default_channel)
+            bound.declare()
+            bound.delete()
+            bound.exchange.delete()
 
 
 def main():
